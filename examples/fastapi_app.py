@@ -1,0 +1,40 @@
+"""FastAPI: a route with a parameter, an included router, a mounted sub-app, a failing route."""
+
+import logging
+
+from fastapi import APIRouter, FastAPI
+
+log = logging.getLogger("shop")
+app = FastAPI()
+router = APIRouter(prefix="/api")
+v1 = FastAPI()
+
+
+@app.get("/items/{item_id}")
+async def item(item_id: int) -> dict[str, int]:
+    log.info("looking up item %s", item_id)
+    return {"id": item_id}
+
+
+@router.get("/orders/{order_id}")
+async def order(order_id: int) -> dict[str, int]:
+    return {"order": order_id}
+
+
+@v1.get("/items/{item_id}")
+async def v1_item(item_id: int) -> dict[str, int]:
+    return {"id": item_id}
+
+
+@app.get("/fail")
+async def fail() -> None:
+    raise RuntimeError("boom")
+
+
+@app.get("/healthz")
+async def health() -> str:
+    return "ok"
+
+
+app.include_router(router)
+app.mount("/v1", v1)

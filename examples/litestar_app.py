@@ -1,0 +1,27 @@
+"""Litestar: a route with a parameter, a router prefix, a failing route."""
+
+import logging
+
+from litestar import Litestar, Router, get
+
+log = logging.getLogger("shop")
+
+
+@get("/items/{item_id:int}")
+async def item(item_id: int) -> dict[str, int]:
+    log.info("looking up item %s", item_id)
+    return {"id": item_id}
+
+
+@get("/fail")
+async def fail() -> None:
+    raise RuntimeError("boom")
+
+
+@get("/healthz")
+async def health() -> str:
+    return "ok"
+
+
+v1 = Router(path="/v1", route_handlers=[item])
+app = Litestar(route_handlers=[item, fail, health, v1])

@@ -1,0 +1,37 @@
+"""Starlette: a route with a parameter, a mounted sub-app, a failing route."""
+
+import asyncio
+import logging
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Mount, Route
+
+log = logging.getLogger("shop")
+
+
+async def item(request: Request) -> JSONResponse:
+    item_id = request.path_params["item_id"]
+    log.info("looking up item %s", item_id)
+    await asyncio.to_thread(log.info, "in a worker thread")
+    return JSONResponse({"id": item_id})
+
+
+async def fail(request: Request) -> PlainTextResponse:
+    raise RuntimeError("boom")
+
+
+async def health(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+v1 = Starlette(routes=[Route("/items/{item_id}", item)])
+app = Starlette(
+    routes=[
+        Route("/items/{item_id}", item),
+        Route("/fail", fail),
+        Route("/healthz", health),
+        Mount("/v1", app=v1),
+    ]
+)

@@ -1,0 +1,67 @@
+"""The admin port: ``/metrics`` (Prometheus text) and ``/healthz``, apart from the app's port."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from otel_asgi_kit.failsafe import warn
+
+
+class AdminServer:
+    def __init__(self, host: str, port: int, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        handler = _handler_for(registry)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="otel-asgi-kit-admin", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler_for(registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+            elif path == "/healthz":
+                self._reply(200, "text/plain; charset=utf-8", b"ok\n")
+            else:
+                self._reply(404, "text/plain; charset=utf-8", b"not found\n")
+
+        def _reply(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # scrapes are not app traffic
+
+    return Handler
+
+
+def start_admin_server(host: str, port: int, registry: CollectorRegistry) -> AdminServer | None:
+    try:
+        server = AdminServer(host, port, registry)
+    except OSError as exc:
+        warn(
+            f"admin port {host}:{port} (OTEL_EXPORTER_PROMETHEUS_HOST/PORT) could not be opened: "
+            f"{exc.strerror or exc}; /metrics is not served by this process, everything else runs"
+        )
+        return None
+    server.start()
+    return server

@@ -1,0 +1,109 @@
+"""Small hooks into framework routing so the route template lands in the scope.
+
+Installed once, when an app is wrapped, for the frameworks already imported.
+Each hook does a dict write per matched route; none re-matches anything.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from otel_asgi_kit.asgi.routes import MOUNT_PREFIX_KEY, ROUTE_KEY
+from otel_asgi_kit.types import Receive, Scope, Send
+
+_PATCHED = "__otel_asgi_kit_patched__"
+_CONVERTER = re.compile(r"\{(\w+):[^}]*\}")
+
+
+def install_framework_hooks() -> None:
+    if "starlette.routing" in sys.modules:
+        _hook_starlette_mount()
+    if "quart.ctx" in sys.modules:
+        _hook_quart()
+    if "nexios.routing.router" in sys.modules:
+        _hook_nexios()
+
+
+def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+    original = getattr(owner, name)
+    if getattr(original, _PATCHED, False):
+        return
+    replacement = functools.wraps(original)(make(original))
+    setattr(replacement, _PATCHED, True)
+    setattr(owner, name, replacement)
+
+
+def _hook_starlette_mount() -> None:
+    from starlette.routing import Match, Mount
+
+    def make(original: Any) -> Any:
+        def matches(self: Any, scope: Scope) -> Any:
+            match, child_scope = original(self, scope)
+            if match is Match.FULL:
+                # Mount.path_format is "<mount path>/{path}": keep the mount's part.
+                child_scope[MOUNT_PREFIX_KEY] = scope.get(MOUNT_PREFIX_KEY, "") + self.path_format[:-7]
+            return match, child_scope
+
+        return matches
+
+    _patch(Mount, "matches", make)
+
+
+def _hook_quart() -> None:
+    from quart.ctx import _BaseRequestWebsocketContext
+
+    def make(original: Any) -> Any:
+        def match_request(self: Any) -> None:
+            original(self)
+            rule = self.request_websocket.url_rule
+            if rule is not None:
+                self.request_websocket.scope[ROUTE_KEY] = _quart_template(rule.rule)
+
+        return match_request
+
+    _patch(_BaseRequestWebsocketContext, "match_request", make)
+
+
+@functools.lru_cache(maxsize=1024)
+def _quart_template(rule: str) -> str:
+    # Werkzeug rules read "/items/<int:item_id>"; OTel templates use braces.
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+@functools.lru_cache(maxsize=1024)
+def _brace_template(path: str) -> str:
+    return _CONVERTER.sub(r"{\1}", path)
+
+
+def _hook_nexios() -> None:
+    from nexios.exceptions import NotFoundException
+    from nexios.routing.grouping import Group
+    from nexios.routing.router import Route
+
+    def make_route(original: Any) -> Any:
+        async def handle(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
+            scope[ROUTE_KEY] = scope.get(MOUNT_PREFIX_KEY, "") + _brace_template(self.raw_path)
+            await original(self, scope, receive, send)
+
+        return handle
+
+    def make_group(original: Any) -> Any:
+        async def handle(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
+            before = scope.get(MOUNT_PREFIX_KEY, "")
+            scope[MOUNT_PREFIX_KEY] = before + _brace_template(self.path.rstrip("/"))
+            try:
+                await original(self, scope, receive, send)
+            except NotFoundException:
+                # Nothing in the group matched: the request has no route.
+                scope[MOUNT_PREFIX_KEY] = before
+                scope.pop(ROUTE_KEY, None)
+                raise
+
+        return handle
+
+    _patch(Route, "handle", make_route)
+    _patch(Group, "handle", make_group)

@@ -1,0 +1,236 @@
+"""The request path: one SERVER span and the HTTP metrics per HTTP request.
+
+Everything that can be decided at start-up is in ``Instrumentation``; the
+per-request work is a header scan, one span, one send wrapper and a few
+metric records with cached attribute sets. Failures of the telemetry itself
+are contained: the app's request goes on uninstrumented.
+"""
+
+from __future__ import annotations
+
+import re
+from time import perf_counter
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+
+from otel_asgi_kit.asgi.headers import GETTER, HeaderCapture
+from otel_asgi_kit.asgi.routes import route_template
+from otel_asgi_kit.failsafe import report_once
+from otel_asgi_kit.metrics.instruments import SCOPE_NAME, SCOPE_VERSION, HttpServerInstruments
+from otel_asgi_kit.settings import Settings
+from otel_asgi_kit.types import ASGIApp, Message, Receive, Scope, Send
+
+SPAN_KEY = "otel_asgi_kit.span"
+_FASTAPI_NATIVE = "fastapi.telemetry"
+_SCHEMA_URL = "https://opentelemetry.io/schemas/1.30.0"
+_METHODS = {
+    m: m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")
+}
+
+
+class Instrumentation:
+    """What the request path needs, built once from settings and providers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        tracer_provider: TracerProvider,
+        meter_provider: MeterProvider | None,
+    ) -> None:
+        self.tracer = tracer_provider.get_tracer(SCOPE_NAME, SCOPE_VERSION, schema_url=_SCHEMA_URL)
+        self.instruments = (
+            HttpServerInstruments(
+                meter_provider.get_meter(SCOPE_NAME, SCOPE_VERSION, schema_url=_SCHEMA_URL),
+                settings.duration_buckets,
+            )
+            if meter_provider is not None
+            else None
+        )
+        patterns = settings.excluded_urls
+        self.excluded = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+        self.trace_header = settings.trace_response_header.encode("latin-1") or None
+        self.request_headers = HeaderCapture(
+            "request", settings.capture_request_headers, settings.sanitize_fields
+        )
+        self.response_headers = HeaderCapture(
+            "response", settings.capture_response_headers, settings.sanitize_fields
+        )
+        self.propagator = propagate.get_global_textmap()
+        self.propagation_fields = frozenset(f.encode("latin-1") for f in self.propagator.fields)
+
+
+class KitMiddleware:
+    """ASGI middleware; wraps any ASGI 3 app. Scopes it does not trace pass straight through."""
+
+    def __init__(self, app: ASGIApp, *, instrumentation: Instrumentation | None = None) -> None:
+        self.app = app
+        self._instrumentation = instrumentation
+
+    def _resolve(self) -> Instrumentation | None:
+        if self._instrumentation is None:
+            from otel_asgi_kit.bootstrap import current_instrumentation
+
+            self._instrumentation = current_instrumentation()
+        return self._instrumentation
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or SPAN_KEY in scope:
+            await self.app(scope, receive, send)
+            return
+        inst = self._instrumentation or self._resolve()
+        if inst is None or (inst.excluded is not None and inst.excluded.search(scope.get("path", ""))):
+            await self.app(scope, receive, send)
+            return
+        try:
+            request = _Request(inst, scope)
+        except Exception as exc:  # telemetry must never break the app
+            report_once("starting a request span", exc)
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, request.send_wrapper(send))
+        except BaseException as exc:
+            request.finish(scope, exc)
+            raise
+        request.finish(scope, None)
+
+
+class _Request:
+    """Per-request state; lives only for one request (never on the middleware)."""
+
+    __slots__ = (
+        "inst", "span", "token", "method", "scheme", "start", "status",
+        "response_bytes", "request_bytes", "response_headers",
+    )
+
+    def __init__(self, inst: Instrumentation, scope: Scope) -> None:
+        self.inst = inst
+        raw_method = scope.get("method", "GET")
+        method = _METHODS.get(raw_method, "_OTHER")
+        self.method = method
+        self.scheme = scheme = scope.get("scheme", "http")
+        self.status = 0
+        self.response_bytes = 0
+        self.request_bytes: int | None = None
+        self.response_headers: Any = None
+        headers = scope.get("headers") or ()
+        propagated = False
+        user_agent = None
+        fields = inst.propagation_fields
+        for name, value in headers:
+            if name in fields:
+                propagated = True
+            elif name == b"user-agent":
+                user_agent = value
+            elif name == b"content-length" and value.isdigit():
+                self.request_bytes = int(value)
+        parent = inst.propagator.extract(headers, getter=GETTER) if propagated else None
+        attributes: dict[str, Any] = {
+            "http.request.method": method,
+            "url.path": scope.get("path", ""),
+            "url.scheme": scheme,
+        }
+        if method == "_OTHER":
+            attributes["http.request.method_original"] = str(raw_method)[:32]
+        if user_agent is not None:
+            attributes["user_agent.original"] = user_agent.decode("latin-1")
+        http_version = scope.get("http_version")
+        if http_version:
+            attributes["network.protocol.version"] = http_version
+        if inst.request_headers.enabled:
+            attributes.update(inst.request_headers.attributes(headers))
+        span = inst.tracer.start_span(
+            "HTTP" if method == "_OTHER" else method,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+        )
+        self.span = span
+        self.token = context.attach(trace.set_span_in_context(span, parent))
+        scope[SPAN_KEY] = span
+        # FastAPI >= 0.142 traces by itself when it sees this key absent: one span only.
+        scope.setdefault(_FASTAPI_NATIVE, None)
+        instruments = inst.instruments
+        if instruments is not None:
+            instruments.active.add(1, instruments.active_attributes(method, scheme))
+        self.start = perf_counter()
+
+    def send_wrapper(self, send: Send) -> Send:
+        trace_header = self.inst.trace_header
+        header: tuple[bytes, bytes] | None = None
+        if trace_header is not None:
+            ctx = self.span.get_span_context()
+            header = (
+                trace_header,
+                f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}".encode(),
+            )
+        capture_response = self.inst.response_headers.enabled
+
+        async def send_wrapper(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.body":
+                self.response_bytes += len(message.get("body", b""))
+            elif kind == "http.response.start":
+                self.status = message["status"]
+                if header is not None:
+                    # A new list: the app may reuse its own (e.g. a module-level Response).
+                    message["headers"] = [*message.get("headers", ()), header]
+                if capture_response:
+                    self.response_headers = message.get("headers")
+            await send(message)
+
+        return send_wrapper
+
+    def finish(self, scope: Scope, exc: BaseException | None) -> None:
+        try:
+            self._finish(scope, exc)
+        except Exception as failure:
+            report_once("ending a request span", failure)
+
+    def _finish(self, scope: Scope, exc: BaseException | None) -> None:
+        elapsed = perf_counter() - self.start
+        span = self.span
+        status = self.status
+        error_type: str | None = None
+        if exc is not None:
+            error_type = type(exc).__qualname__
+            if not status:
+                status = 500  # the server answers 500 when the app raised before responding
+            span.record_exception(exc, escaped=True)
+            span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"[:256]))
+        elif status >= 500:
+            error_type = str(status)
+            span.set_status(Status(StatusCode.ERROR))
+        route = route_template(scope, status)
+        method = self.method
+        if route is not None:
+            span.update_name(f"{'HTTP' if method == '_OTHER' else method} {route}")
+            span.set_attribute("http.route", route)
+        if status:
+            span.set_attribute("http.response.status_code", status)
+        if error_type is not None:
+            span.set_attribute("error.type", error_type)
+        client = scope.get("client")
+        if client:
+            span.set_attribute("client.address", client[0])
+        if self.response_headers is not None:
+            span.set_attributes(self.inst.response_headers.attributes(self.response_headers))
+        span.end()
+        if exc is None:
+            context.detach(self.token)
+        # On an exception the context stays attached: the server's own error log,
+        # written after the exception leaves the app, then carries the trace id.
+        # Each request runs in its own task, so nothing leaks to the next one.
+        instruments = self.inst.instruments
+        if instruments is None:
+            return
+        scheme = scope.get("scheme", self.scheme)
+        instruments.active.add(-1, instruments.active_attributes(method, self.scheme))
+        attrs = instruments.final_attributes(method, route, status, error_type, scheme)
+        instruments.duration.record(elapsed, attrs)
+        instruments.response_size.record(self.response_bytes, attrs)
+        if self.request_bytes is not None:
+            instruments.request_size.record(self.request_bytes, attrs)

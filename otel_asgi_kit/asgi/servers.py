@@ -1,0 +1,113 @@
+"""Zero-code wrapping: the app each ASGI server loads goes through ``wrap_app``.
+
+uvicorn (also under gunicorn's ``UvicornWorker``) builds its app in
+``Config.load``; hypercorn in ``hypercorn.utils.wrap_app``. Both are patched
+once at start-up, before the server imports the user's app. The same hooks
+put the server's loggers back on the kit's handlers after the server has
+applied its own logging config.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+from otel_asgi_kit.asgi.frameworks import install_framework_hooks
+from otel_asgi_kit.asgi.middleware import KitMiddleware
+from otel_asgi_kit.failsafe import report_once
+from otel_asgi_kit.types import ASGIApp
+
+_PATCHED = "__otel_asgi_kit_patched__"
+
+
+def wrap_app(app: ASGIApp) -> ASGIApp:
+    """``app`` inside the kit's middleware, once; framework hooks installed."""
+    install_framework_hooks()
+    if isinstance(app, KitMiddleware):
+        return app
+    return KitMiddleware(app)
+
+
+def install_server_hooks(after_logging_config: Callable[[], None]) -> None:
+    for name, install in (
+        ("uvicorn", _hook_uvicorn),
+        ("hypercorn", _hook_hypercorn),
+        ("gunicorn", _hook_gunicorn),
+    ):
+        if importlib.util.find_spec(name) is None:
+            continue
+        try:
+            install(after_logging_config)
+        except Exception as exc:  # an unknown server version must not stop the app
+            report_once(f"hooking {name}", exc)
+
+
+def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+    original = getattr(owner, name)
+    if getattr(original, _PATCHED, False):
+        return
+    replacement = functools.wraps(original)(make(original))
+    setattr(replacement, _PATCHED, True)
+    setattr(owner, name, replacement)
+
+
+def _hook_uvicorn(after_logging_config: Callable[[], None]) -> None:
+    from uvicorn.config import Config
+
+    def make_load(original: Any) -> Any:
+        def load(self: Any) -> None:
+            original(self)
+            if self.interface != "wsgi":
+                self.loaded_app = wrap_app(self.loaded_app)
+
+        return load
+
+    def make_configure_logging(original: Any) -> Any:
+        def configure_logging(self: Any) -> None:
+            original(self)
+            after_logging_config()
+
+        return configure_logging
+
+    _patch(Config, "load", make_load)
+    _patch(Config, "configure_logging", make_configure_logging)
+
+
+def _hook_hypercorn(after_logging_config: Callable[[], None]) -> None:
+    import hypercorn.logging
+    import hypercorn.utils
+
+    def make_wrap(original: Any) -> Any:
+        def wrap(app: Any, wsgi_max_body_size: int, mode: Any) -> Any:
+            if mode is None:
+                mode = "asgi" if hypercorn.utils.is_asgi(app) else "wsgi"
+            if mode == "asgi":
+                app = wrap_app(app)
+            return original(app, wsgi_max_body_size, mode)
+
+        return wrap
+
+    def make_logger_init(original: Any) -> Any:
+        def init(self: Any, config: Any) -> None:
+            original(self, config)
+            after_logging_config()
+
+        return init
+
+    _patch(hypercorn.utils, "wrap_app", make_wrap)
+    _patch(hypercorn.logging.Logger, "__init__", make_logger_init)
+
+
+def _hook_gunicorn(after_logging_config: Callable[[], None]) -> None:
+    from gunicorn.glogging import Logger
+
+    def make_setup(original: Any) -> Any:
+        def setup(self: Any, cfg: Any) -> None:
+            original(self, cfg)
+            after_logging_config()
+
+        return setup
+
+    _patch(Logger, "setup", make_setup)

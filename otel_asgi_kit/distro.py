@@ -1,0 +1,24 @@
+"""The ``opentelemetry_distro`` entry point: picks the kit's configurator, skips doubling instrumentors."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from opentelemetry.instrumentation.distro import BaseDistro
+
+# The kit's middleware is the one server span and the one set of HTTP metrics;
+# these would add a second (and FastAPI's native one is switched off per request).
+# The logging instrumentor would add a second handler and "0" trace ids.
+REPLACED_INSTRUMENTORS = frozenset({"asgi", "fastapi", "starlette", "logging"})
+
+
+class KitDistro(BaseDistro):  # type: ignore[misc]
+    def _configure(self, **kwargs: Any) -> None:
+        # Another installed configurator (e.g. the stock distro's) must not win by entry-point order.
+        os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", "otel_asgi_kit")
+
+    def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
+        if entry_point.name in REPLACED_INSTRUMENTORS:
+            return
+        super().load_instrumentor(entry_point, **kwargs)

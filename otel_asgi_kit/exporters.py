@@ -1,0 +1,41 @@
+"""OTLP and console exporters, built from settings (never from the SDK's own env parsing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otel_asgi_kit.settings import OtlpTarget
+
+_PACKAGES = {
+    ("http/protobuf", "traces"): ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+    ("http/protobuf", "metrics"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
+    ("http/protobuf", "logs"): ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
+    ("grpc", "traces"): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
+    ("grpc", "metrics"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
+    ("grpc", "logs"): ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "OTLPLogExporter"),
+}
+
+
+def otlp_exporter(signal: str, target: OtlpTarget, **extra: Any) -> Any:
+    """The OTLP exporter of ``signal`` for ``target`` (imported lazily: grpc is heavy)."""
+    import importlib
+
+    module_name, class_name = _PACKAGES[(target.protocol, signal)]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    kwargs: dict[str, Any] = {
+        "endpoint": target.endpoint,
+        "headers": dict(target.headers),
+        "timeout": target.timeout_s,
+        **extra,
+    }
+    if target.protocol == "grpc":
+        import grpc
+
+        kwargs["insecure"] = target.endpoint.startswith("http://")
+        if target.compression == "gzip":
+            kwargs["compression"] = grpc.Compression.Gzip
+    elif target.compression == "gzip":
+        from opentelemetry.exporter.otlp.proto.http import Compression
+
+        kwargs["compression"] = Compression.Gzip
+    return cls(**kwargs)

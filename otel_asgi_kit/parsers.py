@@ -1,0 +1,170 @@
+"""Value parsers for environment variables.
+
+Each parser takes the raw string and returns the typed value or raises
+``InvalidValue`` whose message says what was expected; ``settings`` adds the
+variable's name and value (unless the variable is secret).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from urllib.parse import unquote, urlsplit
+
+
+class InvalidValue(ValueError):
+    """The text of an environment variable is not what its parser accepts."""
+
+    def __init__(self, expected: str) -> None:
+        super().__init__(expected)
+        self.expected = expected
+
+
+Parser = Callable[[str], object]
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off", ""})
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise InvalidValue("true or false")
+
+
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise InvalidValue(f"a whole number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise InvalidValue(f"a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def float_between(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise InvalidValue(f"a number between {low:g} and {high:g}") from None
+        if not low <= value <= high:  # also rejects NaN
+            raise InvalidValue(f"a number between {low:g} and {high:g}")
+        return value
+
+    return parse
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    allowed = frozenset(choices)
+
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise InvalidValue("one of " + ", ".join(choices))
+        return value
+
+    return parse
+
+
+def list_of(*choices: str) -> Callable[[str], tuple[str, ...]]:
+    """A comma-separated list drawn from ``choices``; ``none`` means empty."""
+    allowed = frozenset(choices) | {"none"}
+
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(dict.fromkeys(i.strip().lower() for i in text.split(",") if i.strip()))
+        if not items or any(i not in allowed for i in items):
+            raise InvalidValue("a comma-separated list of " + ", ".join((*choices, "none")))
+        if "none" in items:
+            if len(items) > 1:
+                raise InvalidValue("'none' alone or a list of " + ", ".join(choices))
+            return ()
+        return items
+
+    return parse
+
+
+def parse_text(text: str) -> str:
+    value = text.strip()
+    if not value:
+        raise InvalidValue("a non-empty text")
+    return value
+
+
+def parse_header_name(text: str) -> str:
+    """An HTTP header name, or empty to switch the header off."""
+    value = text.strip().lower()
+    if value and not re.fullmatch(r"[!#$%&'*+.^_`|~0-9a-z-]+", value):
+        raise InvalidValue("an HTTP header name (letters, digits, '-') or empty")
+    return value
+
+
+def parse_url(text: str) -> str:
+    value = text.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidValue("an http:// or https:// URL")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise InvalidValue("an http:// or https:// URL with a valid port") from None
+    return value
+
+
+def parse_host(text: str) -> str:
+    value = text.strip()
+    if not value or any(c in value for c in "/ ?#"):
+        raise InvalidValue("a host name or IP address to bind")
+    return value
+
+
+def parse_key_values(text: str) -> dict[str, str]:
+    """W3C-baggage-like ``k=v,k2=v2`` with percent-decoding (OTLP headers, resource)."""
+    result: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = unquote(key.strip())
+        if not sep or not key:
+            raise InvalidValue("comma-separated key=value pairs")
+        result[key] = unquote(value.strip())
+    return result
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names (header names, patterns), lowercased."""
+    return tuple(dict.fromkeys(i.strip().lower() for i in text.split(",") if i.strip()))
+
+
+def parse_patterns(text: str) -> tuple[str, ...]:
+    """A comma-separated list of regular expressions."""
+    patterns = tuple(i.strip() for i in text.split(",") if i.strip())
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error:
+            raise InvalidValue("comma-separated regular expressions") from None
+    return patterns
+
+
+def parse_buckets(text: str) -> tuple[float, ...]:
+    expected = "comma-separated increasing positive numbers"
+    try:
+        values = tuple(float(i) for i in text.split(",") if i.strip())
+    except ValueError:
+        raise InvalidValue(expected) from None
+    if not values or not _increasing(values) or values[0] < 0:
+        raise InvalidValue(expected)
+    return values
+
+
+def _increasing(values: Iterable[float]) -> bool:
+    items = list(values)
+    return all(a < b for a, b in zip(items, items[1:], strict=False))

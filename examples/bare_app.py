@@ -19,7 +19,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if scope["path"] == "/fail":
         raise RuntimeError("boom")
-    log.info("bare request %s", scope["path"])
+    if scope["path"].startswith("/items/"):
+        log.info("looking up item %s", scope["path"].rsplit("/", 1)[-1])
     body = b'{"ok": true}'
     await send(
         {

@@ -12,14 +12,14 @@ v1 = Router(prefix="/v1")
 
 
 @app.get("/items/{item_id}")
-async def item(request: Any, response: Any) -> Any:
-    log.info("looking up item %s", request.path_params["item_id"])
-    return response.json({"id": request.path_params["item_id"]})
+async def item(request: Any, response: Any, item_id: str) -> Any:
+    log.info("looking up item %s", item_id)
+    return response.json({"id": item_id})
 
 
 @v1.get("/items/{item_id}")
-async def v1_item(request: Any, response: Any) -> Any:
-    return response.json({"id": request.path_params["item_id"]})
+async def v1_item(request: Any, response: Any, item_id: str) -> Any:
+    return response.json({"id": item_id})
 
 
 @app.get("/fail")

@@ -19,8 +19,9 @@ from otel_asgi_kit.admin import AdminServer, start_admin_server
 from otel_asgi_kit.asgi.middleware import Instrumentation
 from otel_asgi_kit.asgi.servers import install_server_hooks
 from otel_asgi_kit.executor_context import install_executor_context
+from otel_asgi_kit.exporters import hide_secrets_in_sdk_warnings
 from otel_asgi_kit.failsafe import warn
-from otel_asgi_kit.logs.handlers import install_log_handlers, reroute_server_loggers
+from otel_asgi_kit.logs.handlers import install_log_handlers, restore_log_handlers
 from otel_asgi_kit.providers import (
     build_logger_provider,
     build_meter_provider,
@@ -85,6 +86,7 @@ def configure(environ: Mapping[str, str] | None = None) -> Kit | None:
 
 
 def _build(settings: Settings) -> Kit:
+    hide_secrets_in_sdk_warnings()
     resource = build_resource(settings)
     tracer_provider = build_tracer_provider(settings, resource)
     registry = CollectorRegistry(auto_describe=True) if "prometheus" in settings.metrics_exporters else None
@@ -99,7 +101,7 @@ def _build(settings: Settings) -> Kit:
     install_log_handlers(settings, logger_provider)
     install_executor_context()
     if settings.auto_instrument:
-        install_server_hooks(lambda: reroute_server_loggers(settings))
+        install_server_hooks(restore_log_handlers)
     admin = (
         start_admin_server(settings.admin_host, settings.admin_port, registry)
         if registry is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from otel_asgi_kit.settings import OtlpTarget
@@ -39,3 +40,18 @@ def otlp_exporter(signal: str, target: OtlpTarget, **extra: Any) -> Any:
 
         kwargs["compression"] = Compression.Gzip
     return cls(**kwargs)
+
+
+class _HideHeaderValues(logging.Filter):
+    """The SDK re-reads OTEL_EXPORTER_OTLP_*HEADERS and warns with the raw value; hide it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = ("<hidden>",)
+        return True
+
+
+def hide_secrets_in_sdk_warnings() -> None:
+    logger = logging.getLogger("opentelemetry.util.re")
+    if not any(isinstance(f, _HideHeaderValues) for f in logger.filters):
+        logger.addFilter(_HideHeaderValues())

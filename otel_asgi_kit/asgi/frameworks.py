@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from otel_asgi_kit.asgi.routes import MOUNT_PREFIX_KEY, ROUTE_KEY
+from otel_asgi_kit.asgi.routes import ERROR_KEY, MOUNT_PREFIX_KEY, ROUTE_KEY
 from otel_asgi_kit.types import Receive, Scope, Send
 
 _PATCHED = "__otel_asgi_kit_patched__"
@@ -26,6 +26,8 @@ def install_framework_hooks() -> None:
         _hook_quart()
     if "nexios.routing.router" in sys.modules:
         _hook_nexios()
+    if "litestar.middleware._internal.exceptions.middleware" in sys.modules:
+        _hook_litestar()
 
 
 def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
@@ -107,3 +109,35 @@ def _hook_nexios() -> None:
 
     _patch(Route, "handle", make_route)
     _patch(Group, "handle", make_group)
+
+
+def _hook_litestar() -> None:
+    """Litestar turns an unhandled exception into a 500 and, outside debug, logs nothing.
+
+    The exception is handed to the kit (span event, ``error.type``) and logged
+    once on Litestar's logger with its stack, under the request's trace.
+    """
+    import logging
+
+    from litestar.exceptions import HTTPException
+    from litestar.middleware._internal.exceptions.middleware import ExceptionHandlerMiddleware
+
+    def make(original: Any) -> Any:
+        async def handle_request_exception(
+            self: Any, litestar_app: Any, scope: Scope, receive: Receive, send: Send, exc: Exception
+        ) -> None:
+            status = getattr(exc, "status_code", 500) if isinstance(exc, HTTPException) else 500
+            if status >= 500:
+                scope[ERROR_KEY] = exc
+                config = getattr(litestar_app, "logging_config", None)
+                already_logged = config is not None and (
+                    config.log_exceptions == "always"
+                    or (config.log_exceptions == "debug" and litestar_app.debug)
+                )
+                if not already_logged:
+                    logging.getLogger("litestar").error("Unhandled exception in request", exc_info=exc)
+            await original(self, litestar_app, scope, receive, send, exc)
+
+        return handle_request_exception
+
+    _patch(ExceptionHandlerMiddleware, "handle_request_exception", make)

@@ -17,7 +17,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from otel_asgi_kit.asgi.headers import GETTER, HeaderCapture
-from otel_asgi_kit.asgi.routes import route_template
+from otel_asgi_kit.asgi.routes import ERROR_KEY, route_template
 from otel_asgi_kit.failsafe import report_once
 from otel_asgi_kit.metrics.instruments import SCOPE_NAME, SCOPE_VERSION, HttpServerInstruments
 from otel_asgi_kit.settings import Settings
@@ -80,6 +80,9 @@ class KitMiddleware:
         if scope["type"] != "http" or SPAN_KEY in scope:
             await self.app(scope, receive, send)
             return
+        # FastAPI >= 0.142 traces by itself unless this key is present: the kit's
+        # span is the only one, and excluded paths get none from FastAPI either.
+        scope.setdefault(_FASTAPI_NATIVE, None)
         inst = self._instrumentation or self._resolve()
         if inst is None or (inst.excluded is not None and inst.excluded.search(scope.get("path", ""))):
             await self.app(scope, receive, send)
@@ -90,9 +93,15 @@ class KitMiddleware:
             report_once("starting a request span", exc)
             await self.app(scope, receive, send)
             return
+        wrapped_send = request.send_wrapper(send)
         try:
-            await self.app(scope, receive, request.send_wrapper(send))
-        except BaseException as exc:
+            await self.app(scope, receive, wrapped_send)
+        except Exception as exc:
+            if not request.status:
+                await request.send_error_response(wrapped_send)
+            request.finish(scope, exc)
+            raise
+        except BaseException as exc:  # cancellation: no response of ours
             request.finish(scope, exc)
             raise
         request.finish(scope, None)
@@ -151,8 +160,6 @@ class _Request:
         self.span = span
         self.token = context.attach(trace.set_span_in_context(span, parent))
         scope[SPAN_KEY] = span
-        # FastAPI >= 0.142 traces by itself when it sees this key absent: one span only.
-        scope.setdefault(_FASTAPI_NATIVE, None)
         instruments = inst.instruments
         if instruments is not None:
             instruments.active.add(1, instruments.active_attributes(method, scheme))
@@ -184,22 +191,44 @@ class _Request:
 
         return send_wrapper
 
+    async def send_error_response(self, send: Send) -> None:
+        """Answer 500 ourselves when the app raised before responding, so the
+        response still carries the trace id; the server then logs the error."""
+        body = b"Internal Server Error"
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"text/plain; charset=utf-8"),
+                        (b"content-length", b"%d" % len(body)),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        except Exception as exc:  # the client may be gone
+            report_once("sending a 500 response", exc)
+
     def finish(self, scope: Scope, exc: BaseException | None) -> None:
         try:
             self._finish(scope, exc)
         except Exception as failure:
             report_once("ending a request span", failure)
 
-    def _finish(self, scope: Scope, exc: BaseException | None) -> None:
+    def _finish(self, scope: Scope, escaped: BaseException | None) -> None:
         elapsed = perf_counter() - self.start
+        exc = escaped
         span = self.span
         status = self.status
         error_type: str | None = None
+        if exc is None:
+            exc = scope.get(ERROR_KEY)
         if exc is not None:
             error_type = type(exc).__qualname__
             if not status:
                 status = 500  # the server answers 500 when the app raised before responding
-            span.record_exception(exc, escaped=True)
+            span.record_exception(exc, escaped=escaped is not None)
             span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"[:256]))
         elif status >= 500:
             error_type = str(status)
@@ -219,7 +248,7 @@ class _Request:
         if self.response_headers is not None:
             span.set_attributes(self.inst.response_headers.attributes(self.response_headers))
         span.end()
-        if exc is None:
+        if escaped is None:
             context.detach(self.token)
         # On an exception the context stays attached: the server's own error log,
         # written after the exception leaves the app, then carries the trace id.

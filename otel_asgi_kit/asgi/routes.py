@@ -13,6 +13,8 @@ from otel_asgi_kit.types import Scope
 
 ROUTE_KEY = "otel_asgi_kit.route"
 MOUNT_PREFIX_KEY = "otel_asgi_kit.mount_prefix"
+# An exception a framework caught and answered with a 5xx (it never reaches the middleware).
+ERROR_KEY = "otel_asgi_kit.error"
 
 
 def route_template(scope: Scope, status: int) -> str | None:

@@ -1,15 +1,23 @@
 """Exactly one stdout handler and one OTLP handler on the root logger.
 
-Server loggers (uvicorn, gunicorn, hypercorn) are routed to the root logger
-so their lines — the access log included — get the same format, trace ids
-and OTLP export. ``reroute_server_loggers`` runs again after a server has
-applied its own logging config.
+Server and framework loggers (uvicorn, gunicorn, hypercorn, Litestar) are
+routed to the root logger so their lines — the access log included — get the
+same format, trace ids and OTLP export. Servers and frameworks apply logging
+configs of their own after start-up (uvicorn's ``dictConfig``, Litestar's
+queue handler, a user's ``basicConfig``), so the config functions are wrapped
+to put the kit's handlers back afterwards instead of printing every line twice.
+With ``OTEL_ASGI_KIT_LOG_FORMAT=none`` the console stays the user's: only
+the OTLP handler is added.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import logging.config
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
@@ -18,7 +26,8 @@ from otel_asgi_kit.logs.ecs_json import EcsJsonFormatter, TextFormatter
 from otel_asgi_kit.settings import Settings
 
 _MARK = "_otel_asgi_kit_handler"
-SERVER_LOGGERS = (
+_PATCHED = "__otel_asgi_kit_patched__"
+ROUTED_LOGGERS = (
     "uvicorn",
     "uvicorn.error",
     "uvicorn.access",
@@ -26,51 +35,83 @@ SERVER_LOGGERS = (
     "gunicorn.access",
     "hypercorn.error",
     "hypercorn.access",
+    "litestar",
 )
 # The exporters' own warnings must not feed back into the pipeline that is failing.
 _QUIET_LOGGERS = ("opentelemetry", "urllib3", "requests")
 
+_installed: list[logging.Handler] = []
+_settings: Settings | None = None
+
 
 def install_log_handlers(settings: Settings, logger_provider: LoggerProvider | None) -> None:
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, _MARK, False)]:
-        root.removeHandler(handler)
+    global _settings
+    _settings = settings
+    _installed.clear()
     if settings.log_format != "none":
-        # basicConfig() or an earlier handler would print each line twice.
-        for handler in [h for h in root.handlers if _is_console(h)]:
-            root.removeHandler(handler)
         stdout = logging.StreamHandler(sys.stdout)
         stdout.setFormatter(
-            EcsJsonFormatter(settings.service_name)
-            if settings.log_format == "json"
-            else TextFormatter()
+            EcsJsonFormatter(settings.service_name) if settings.log_format == "json" else TextFormatter()
         )
-        setattr(stdout, _MARK, True)
-        root.addHandler(stdout)
+        _installed.append(stdout)
     if logger_provider is not None and settings.logs_exporters:
         otlp = LoggingHandler(logger_provider=logger_provider)
         otlp.addFilter(_not_from_exporters)
-        setattr(otlp, _MARK, True)
-        root.addHandler(otlp)
-    root.setLevel(settings.log_level.upper())
-    reroute_server_loggers(settings)
+        _installed.append(otlp)
+    for handler in _installed:
+        setattr(handler, _MARK, True)
+    logging.getLogger().setLevel(settings.log_level.upper())
+    restore_log_handlers()
+    for owner, name in ((logging.config, "dictConfig"), (logging.config, "fileConfig"), (logging, "basicConfig")):
+        _guard(owner, name)
 
 
-def _is_console(handler: logging.Handler) -> bool:
-    return type(handler) is logging.StreamHandler and getattr(handler, "stream", None) in (
-        sys.stdout,
-        sys.stderr,
-    )
+def restore_log_handlers() -> None:
+    """Put the kit's handlers back on root and route server loggers to it."""
+    settings = _settings
+    if settings is None:
+        return
+    root = logging.getLogger()
+    owns_console = settings.log_format != "none"
+    for handler in list(root.handlers):
+        if (getattr(handler, _MARK, False) and handler not in _installed) or (
+            owns_console and _prints_to_console(handler)
+        ):
+            root.removeHandler(handler)
+    for handler in _installed:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    if owns_console:
+        for name in ROUTED_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.handlers = []
+            logger.propagate = True
+
+
+def _prints_to_console(handler: logging.Handler) -> bool:
+    if getattr(handler, _MARK, False):
+        return False
+    if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+        return getattr(handler, "stream", None) in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    # Litestar's default root handler: a queue feeding a stderr stream handler.
+    return type(handler).__name__ == "QueueListenerHandler"
 
 
 def _not_from_exporters(record: logging.LogRecord) -> bool:
     return not record.name.startswith(_QUIET_LOGGERS)
 
 
-def reroute_server_loggers(settings: Settings) -> None:
-    if settings.log_format == "none":
+def _guard(owner: Any, name: str) -> None:
+    original: Callable[..., Any] = getattr(owner, name)
+    if getattr(original, _PATCHED, False):
         return
-    for name in SERVER_LOGGERS:
-        logger = logging.getLogger(name)
-        logger.handlers = []
-        logger.propagate = True
+
+    @functools.wraps(original)
+    def configure_then_restore(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(*args, **kwargs)
+        finally:
+            restore_log_handlers()
+
+    setattr(configure_then_restore, _PATCHED, True)
+    setattr(owner, name, configure_then_restore)

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_asgi_kit.asgi.middleware import Instrumentation
+from otel_asgi_kit.settings import load_settings
+
+
+@dataclass
+class Telemetry:
+    spans: InMemorySpanExporter
+    metrics: InMemoryMetricReader
+    instrumentation: Instrumentation
+
+    def points(self, name: str) -> list:
+        data = self.metrics.get_metrics_data()
+        found = []
+        for rm in data.resource_metrics if data else []:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name == name:
+                        found.extend(metric.data.data_points)
+        return found
+
+
+def make_telemetry(env: dict[str, str] | None = None) -> Telemetry:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    settings = load_settings(env or {})
+    return Telemetry(spans, reader, Instrumentation(settings, tracer_provider, meter_provider))
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    yield make_telemetry()

@@ -1,0 +1,111 @@
+"""Stdout JSON lines and handler bookkeeping."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from otel_asgi_kit.logs import handlers
+from otel_asgi_kit.logs.ecs_json import EcsJsonFormatter
+from otel_asgi_kit.settings import load_settings
+
+
+def _record(msg: str, *args: object, exc: bool = False, name: str = "shop") -> logging.LogRecord:
+    exc_info = None
+    if exc:
+        try:
+            raise KeyError("missing")
+        except KeyError:
+            exc_info = sys.exc_info()
+    return logging.LogRecord(name, logging.ERROR if exc else logging.INFO, __file__, 1, msg, args, exc_info)
+
+
+def test_json_line_has_ecs_fields_and_no_trace_outside_a_span() -> None:
+    """Outside a span there are no trace fields at all (never "0")."""
+    doc = json.loads(EcsJsonFormatter("shop").format(_record("hello %s", "world")))
+    assert doc["message"] == "hello world"
+    assert doc["log.level"] == "info"
+    assert doc["log.logger"] == "shop"
+    assert doc["service.name"] == "shop"
+    assert doc["@timestamp"].endswith("Z") and "T" in doc["@timestamp"]
+    assert "trace.id" not in doc and "span.id" not in doc
+
+
+def test_json_line_carries_the_current_span() -> None:
+    """Inside a span, trace.id and span.id are that span's."""
+    tracer = TracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("s") as span:
+        doc = json.loads(EcsJsonFormatter("shop").format(_record("in span")))
+    ctx = span.get_span_context()
+    assert doc["trace.id"] == format(ctx.trace_id, "032x")
+    assert doc["span.id"] == format(ctx.span_id, "016x")
+
+
+def test_errors_carry_type_message_and_stack() -> None:
+    """exc_info becomes error.type, error.message and error.stack_trace."""
+    doc = json.loads(EcsJsonFormatter("shop").format(_record("failed", exc=True)))
+    assert doc["error.type"] == "KeyError"
+    assert "missing" in doc["error.message"]
+    assert "Traceback" in doc["error.stack_trace"] and "raise KeyError" in doc["error.stack_trace"]
+
+
+def test_user_text_cannot_forge_a_line() -> None:
+    """CR/LF and ANSI escapes in a message stay inside one JSON line."""
+    evil = 'x\r\n{"log.level": "critical", "message": "forged"}\x1b[2J\u2028'
+    line = EcsJsonFormatter("shop").format(_record("%s", evil))
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line and "\u2028" not in line
+    assert json.loads(line)["message"] == evil
+
+
+def test_access_log_fields() -> None:
+    """uvicorn's access record is split into method, path and status fields."""
+    record = _record('%s - "%s %s HTTP/%s" %d', "10.0.0.1:5000", "GET", "/a?b=1", "1.1", 200, name="uvicorn.access")
+    doc = json.loads(EcsJsonFormatter("shop").format(record))
+    assert doc["http.request.method"] == "GET"
+    assert doc["url.original"] == "/a?b=1"
+    assert doc["http.response.status_code"] == 200
+    assert doc["client.address"] == "10.0.0.1"
+
+
+@pytest.fixture
+def clean_root() -> Iterator[logging.Logger]:
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    yield root
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+def test_one_handler_even_after_basicconfig_and_dictconfig(
+    clean_root: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """basicConfig, dictConfig and a second install never add a second console handler."""
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stream)
+    settings = load_settings({"OTEL_LOGS_EXPORTER": "none"})
+    handlers.install_log_handlers(settings, None)
+    handlers.install_log_handlers(settings, None)
+    logging.basicConfig(level=logging.INFO)
+    logging.basicConfig(force=True)
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {"console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
+            "root": {"handlers": ["console"], "level": "INFO"},
+        }
+    )
+    logging.getLogger("uvicorn.access").handlers = [logging.StreamHandler(sys.stderr)]
+    logging.getLogger("uvicorn.access").propagate = False
+    handlers.restore_log_handlers()
+    logging.getLogger("shop").info("once")
+    logging.getLogger("uvicorn.access").info("access once")
+    lines = stream.getvalue().splitlines()
+    assert [json.loads(line)["message"] for line in lines] == ["once", "access once"]
+    assert len(clean_root.handlers) == 1

@@ -1,6 +1,6 @@
 """Without the launcher: configure from the environment, wrap the app, run uvicorn.
 
-    python examples/programmatic.py 8000
+python examples/programmatic.py 8000
 """
 
 import logging

@@ -18,9 +18,7 @@ class AdminServer:
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="otel-asgi-kit-admin", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="otel-asgi-kit-admin", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -32,7 +30,7 @@ class AdminServer:
 
 def _handler_for(registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry))

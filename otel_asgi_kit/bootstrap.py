@@ -50,7 +50,7 @@ class Kit:
             try:
                 provider.force_flush(timeout_ms // 3)
                 provider.shutdown()
-            except Exception as exc:  # noqa: BLE001 - shutdown must finish
+            except Exception as exc:
                 warn(f"shutting down {type(provider).__name__} failed: {exc}")
 
 
@@ -95,18 +95,12 @@ def _build(settings: Settings) -> Kit:
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
     set_logger_provider(logger_provider)
-    instrumentation = Instrumentation(
-        settings, tracer_provider, meter_provider if settings.metrics_exporters else None
-    )
+    instrumentation = Instrumentation(settings, tracer_provider, meter_provider if settings.metrics_exporters else None)
     install_log_handlers(settings, logger_provider)
     install_executor_context()
     if settings.auto_instrument:
         install_server_hooks(restore_log_handlers)
-    admin = (
-        start_admin_server(settings.admin_host, settings.admin_port, registry)
-        if registry is not None
-        else None
-    )
+    admin = start_admin_server(settings.admin_host, settings.admin_port, registry) if registry is not None else None
     return Kit(
         settings=settings,
         tracer_provider=tracer_provider,

@@ -9,6 +9,6 @@ from opentelemetry.sdk._configuration import _BaseConfigurator
 from otel_asgi_kit.bootstrap import configure
 
 
-class KitConfigurator(_BaseConfigurator):  # type: ignore[misc]
+class KitConfigurator(_BaseConfigurator):
     def _configure(self, **kwargs: Any) -> None:
         configure()

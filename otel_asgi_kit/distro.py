@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
 # The kit's middleware is the one server span and the one set of HTTP metrics;
 # these would add a second (and FastAPI's native one is switched off per request).

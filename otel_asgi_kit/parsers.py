@@ -1,18 +1,19 @@
 """Value parsers for environment variables.
 
 Each parser takes the raw string and returns the typed value or raises
-``InvalidValue`` whose message says what was expected; ``settings`` adds the
+``InvalidValueError`` whose message says what was expected; ``settings`` adds the
 variable's name and value (unless the variable is secret).
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
 
-class InvalidValue(ValueError):
+class InvalidValueError(ValueError):
     """The text of an environment variable is not what its parser accepts."""
 
     def __init__(self, expected: str) -> None:
@@ -32,7 +33,7 @@ def parse_bool(text: str) -> bool:
         return True
     if lowered in _FALSE:
         return False
-    raise InvalidValue("true or false")
+    raise InvalidValueError("true or false")
 
 
 def int_between(low: int, high: int) -> Callable[[str], int]:
@@ -40,9 +41,9 @@ def int_between(low: int, high: int) -> Callable[[str], int]:
         try:
             value = int(text.strip())
         except ValueError:
-            raise InvalidValue(f"a whole number from {low} to {high}") from None
+            raise InvalidValueError(f"a whole number from {low} to {high}") from None
         if not low <= value <= high:
-            raise InvalidValue(f"a whole number from {low} to {high}")
+            raise InvalidValueError(f"a whole number from {low} to {high}")
         return value
 
     return parse
@@ -53,9 +54,9 @@ def float_between(low: float, high: float) -> Callable[[str], float]:
         try:
             value = float(text.strip())
         except ValueError:
-            raise InvalidValue(f"a number between {low:g} and {high:g}") from None
+            raise InvalidValueError(f"a number between {low:g} and {high:g}") from None
         if not low <= value <= high:  # also rejects NaN
-            raise InvalidValue(f"a number between {low:g} and {high:g}")
+            raise InvalidValueError(f"a number between {low:g} and {high:g}")
         return value
 
     return parse
@@ -67,7 +68,7 @@ def one_of(*choices: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
         if value not in allowed:
-            raise InvalidValue("one of " + ", ".join(choices))
+            raise InvalidValueError("one of " + ", ".join(choices))
         return value
 
     return parse
@@ -80,10 +81,10 @@ def list_of(*choices: str) -> Callable[[str], tuple[str, ...]]:
     def parse(text: str) -> tuple[str, ...]:
         items = tuple(dict.fromkeys(i.strip().lower() for i in text.split(",") if i.strip()))
         if not items or any(i not in allowed for i in items):
-            raise InvalidValue("a comma-separated list of " + ", ".join((*choices, "none")))
+            raise InvalidValueError("a comma-separated list of " + ", ".join((*choices, "none")))
         if "none" in items:
             if len(items) > 1:
-                raise InvalidValue("'none' alone or a list of " + ", ".join(choices))
+                raise InvalidValueError("'none' alone or a list of " + ", ".join(choices))
             return ()
         return items
 
@@ -93,7 +94,7 @@ def list_of(*choices: str) -> Callable[[str], tuple[str, ...]]:
 def parse_text(text: str) -> str:
     value = text.strip()
     if not value:
-        raise InvalidValue("a non-empty text")
+        raise InvalidValueError("a non-empty text")
     return value
 
 
@@ -101,7 +102,7 @@ def parse_header_name(text: str) -> str:
     """An HTTP header name, or empty to switch the header off."""
     value = text.strip().lower()
     if value and not re.fullmatch(r"[!#$%&'*+.^_`|~0-9a-z-]+", value):
-        raise InvalidValue("an HTTP header name (letters, digits, '-') or empty")
+        raise InvalidValueError("an HTTP header name (letters, digits, '-') or empty")
     return value
 
 
@@ -109,18 +110,18 @@ def parse_url(text: str) -> str:
     value = text.strip()
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidValue("an http:// or https:// URL")
+        raise InvalidValueError("an http:// or https:// URL")
     try:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        raise InvalidValue("an http:// or https:// URL with a valid port") from None
+        raise InvalidValueError("an http:// or https:// URL with a valid port") from None
     return value
 
 
 def parse_host(text: str) -> str:
     value = text.strip()
     if not value or any(c in value for c in "/ ?#"):
-        raise InvalidValue("a host name or IP address to bind")
+        raise InvalidValueError("a host name or IP address to bind")
     return value
 
 
@@ -133,7 +134,7 @@ def parse_key_values(text: str) -> dict[str, str]:
         key, sep, value = item.partition("=")
         key = unquote(key.strip())
         if not sep or not key:
-            raise InvalidValue("comma-separated key=value pairs")
+            raise InvalidValueError("comma-separated key=value pairs")
         result[key] = unquote(value.strip())
     return result
 
@@ -150,7 +151,7 @@ def parse_patterns(text: str) -> tuple[str, ...]:
         try:
             re.compile(pattern)
         except re.error:
-            raise InvalidValue("comma-separated regular expressions") from None
+            raise InvalidValueError("comma-separated regular expressions") from None
     return patterns
 
 
@@ -159,12 +160,11 @@ def parse_buckets(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(i) for i in text.split(",") if i.strip())
     except ValueError:
-        raise InvalidValue(expected) from None
+        raise InvalidValueError(expected) from None
     if not values or not _increasing(values) or values[0] < 0:
-        raise InvalidValue(expected)
+        raise InvalidValueError(expected)
     return values
 
 
 def _increasing(values: Iterable[float]) -> bool:
-    items = list(values)
-    return all(a < b for a, b in zip(items, items[1:], strict=False))
+    return all(a < b for a, b in itertools.pairwise(values))

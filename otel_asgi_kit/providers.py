@@ -38,11 +38,7 @@ def build_tracer_provider(settings: Settings, resource: Resource) -> TracerProvi
     provider = TracerProvider(sampler=build_sampler(settings), resource=resource)
     limits = settings.span_batch
     for name in settings.traces_exporters:
-        exporter = (
-            otlp_exporter("traces", settings.otlp["traces"])
-            if name == "otlp"
-            else ConsoleSpanExporter()
-        )
+        exporter = otlp_exporter("traces", settings.otlp["traces"]) if name == "otlp" else ConsoleSpanExporter()
         provider.add_span_processor(
             BatchSpanProcessor(
                 exporter,
@@ -55,9 +51,7 @@ def build_tracer_provider(settings: Settings, resource: Resource) -> TracerProvi
     return provider
 
 
-def build_meter_provider(
-    settings: Settings, resource: Resource, registry: CollectorRegistry | None
-) -> MeterProvider:
+def build_meter_provider(settings: Settings, resource: Resource, registry: CollectorRegistry | None) -> MeterProvider:
     """``registry`` receives the Prometheus view when ``prometheus`` is an exporter."""
     readers: list[MetricReader] = []
     for name in settings.metrics_exporters:
@@ -67,11 +61,7 @@ def build_meter_provider(
             # Resource attributes once in target_info; no otel_scope_* label on every series.
             readers.append(PrometheusMetricReader(scope_info_enabled=False, registry=registry))
         elif name in ("otlp", "console"):
-            exporter = (
-                otlp_exporter("metrics", settings.otlp["metrics"])
-                if name == "otlp"
-                else ConsoleMetricExporter()
-            )
+            exporter = otlp_exporter("metrics", settings.otlp["metrics"]) if name == "otlp" else ConsoleMetricExporter()
             readers.append(
                 PeriodicExportingMetricReader(
                     exporter,
@@ -86,11 +76,7 @@ def build_logger_provider(settings: Settings, resource: Resource) -> LoggerProvi
     provider = LoggerProvider(resource=resource)
     limits = settings.log_batch
     for name in settings.logs_exporters:
-        exporter = (
-            otlp_exporter("logs", settings.otlp["logs"])
-            if name == "otlp"
-            else ConsoleLogRecordExporter()
-        )
+        exporter = otlp_exporter("logs", settings.otlp["logs"]) if name == "otlp" else ConsoleLogRecordExporter()
         provider.add_log_record_processor(
             BatchLogRecordProcessor(
                 exporter,

@@ -49,15 +49,11 @@ DEFAULT_SANITIZE_FIELDS = (
 )
 
 OTEL_SDK_DISABLED = Var("OTEL_SDK_DISABLED", "false", p.parse_bool, "Switch the whole kit off.")
-OTEL_SERVICE_NAME = Var(
-    "OTEL_SERVICE_NAME", "unknown_service", p.parse_text, "`service.name` of every signal."
-)
+OTEL_SERVICE_NAME = Var("OTEL_SERVICE_NAME", "unknown_service", p.parse_text, "`service.name` of every signal.")
 OTEL_RESOURCE_ATTRIBUTES = Var(
     "OTEL_RESOURCE_ATTRIBUTES", "", p.parse_key_values, "Extra resource attributes, `k=v,k2=v2`."
 )
-OTEL_TRACES_EXPORTER = Var(
-    "OTEL_TRACES_EXPORTER", "otlp", p.list_of("otlp", "console"), "Where spans go."
-)
+OTEL_TRACES_EXPORTER = Var("OTEL_TRACES_EXPORTER", "otlp", p.list_of("otlp", "console"), "Where spans go.")
 OTEL_METRICS_EXPORTER = Var(
     "OTEL_METRICS_EXPORTER",
     "prometheus",
@@ -65,9 +61,7 @@ OTEL_METRICS_EXPORTER = Var(
     "Where metrics go; `prometheus` serves them on the admin port.",
     kit_default=True,
 )
-OTEL_LOGS_EXPORTER = Var(
-    "OTEL_LOGS_EXPORTER", "otlp", p.list_of("otlp", "console"), "Where log records go (OTLP)."
-)
+OTEL_LOGS_EXPORTER = Var("OTEL_LOGS_EXPORTER", "otlp", p.list_of("otlp", "console"), "Where log records go (OTLP).")
 OTEL_EXPORTER_OTLP_ENDPOINT = Var(
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "",
@@ -127,9 +121,7 @@ def _per_signal(signal: str) -> tuple[Var[Any], ...]:
     )
 
 
-OTEL_TRACES_SAMPLER = Var(
-    "OTEL_TRACES_SAMPLER", "parentbased_always_on", p.one_of(*_SAMPLERS), "Sampler."
-)
+OTEL_TRACES_SAMPLER = Var("OTEL_TRACES_SAMPLER", "parentbased_always_on", p.one_of(*_SAMPLERS), "Sampler.")
 OTEL_TRACES_SAMPLER_ARG = Var(
     "OTEL_TRACES_SAMPLER_ARG", "1.0", p.float_between(0, 1), "Ratio for the *traceidratio samplers."
 )
@@ -331,7 +323,7 @@ class _Reader:
         if raw is not None and (raw.strip() or var.parse is p.parse_header_name):
             try:
                 value = var.parse(raw)
-            except p.InvalidValue as exc:
+            except p.InvalidValueError as exc:
                 shown = "<hidden>" if var.secret else repr(raw)
                 used = f"the default {var.default!r}" if var.default else "the default"
                 self.problems.append(f"{var.name}={shown} is not {exc.expected}; using {used}")
@@ -348,7 +340,7 @@ class _Reader:
             return None
         try:
             value = var.parse(raw)
-        except p.InvalidValue as exc:
+        except p.InvalidValueError as exc:
             shown = "<hidden>" if var.secret else repr(raw)
             self.problems.append(f"{var.name}={shown} is not {exc.expected}; ignoring it")
             return None
@@ -389,9 +381,7 @@ def _otlp_targets(r: _Reader) -> dict[str, OtlpTarget]:
 def _batch_limits(r: _Reader, group: tuple[Var[int], ...]) -> BatchLimits:
     delay, timeout, queue, batch = (r.get(v) for v in group)
     if batch > queue:
-        r.problems.append(
-            f"{group[3].name}={batch} is larger than {group[2].name}={queue}; using {queue}"
-        )
+        r.problems.append(f"{group[3].name}={batch} is larger than {group[2].name}={queue}; using {queue}")
         batch = queue
     return BatchLimits(delay, timeout, queue, batch)
 
@@ -402,10 +392,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     sanitize = p.parse_patterns(DEFAULT_SANITIZE_FIELDS) + r.get(
         OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS
     )
+    resource_attributes: dict[str, str] = r.get(OTEL_RESOURCE_ATTRIBUTES)
     settings = Settings(
         sdk_disabled=r.get(OTEL_SDK_DISABLED),
         service_name=r.get(OTEL_SERVICE_NAME),
-        resource_attributes=r.get(OTEL_RESOURCE_ATTRIBUTES),
+        resource_attributes=resource_attributes,
         traces_exporters=r.get(OTEL_TRACES_EXPORTER),
         metrics_exporters=r.get(OTEL_METRICS_EXPORTER),
         logs_exporters=r.get(OTEL_LOGS_EXPORTER),

@@ -105,9 +105,7 @@ def test_unknown_method_is_other(telemetry: Telemetry) -> None:
 def test_client_trace_context_is_continued(telemetry: Telemetry) -> None:
     """A W3C traceparent makes the server span its child; baggage is accepted."""
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    response = asyncio.run(
-        _get(telemetry, "/items/1", headers={"traceparent": parent, "baggage": "tenant=a"})
-    )
+    response = asyncio.run(_get(telemetry, "/items/1", headers={"traceparent": parent, "baggage": "tenant=a"}))
     (span,) = telemetry.spans.get_finished_spans()
     assert format(span.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
     assert span.parent is not None and format(span.parent.span_id, "016x") == "b7ad6b7169203331"
@@ -176,9 +174,7 @@ def test_response_sizes_are_per_request_under_concurrency(telemetry: Telemetry) 
 
     async def run() -> None:
         async with _client(_app(), telemetry) as client:
-            await asyncio.gather(
-                client.get("/slow?delay=0.05&size=10"), client.get("/slow?delay=0.01&size=5000")
-            )
+            await asyncio.gather(client.get("/slow?delay=0.05&size=10"), client.get("/slow?delay=0.01&size=5000"))
 
     asyncio.run(run())
     (point,) = telemetry.points("http.server.response.body.size")
@@ -206,7 +202,11 @@ def test_metric_attributes_are_an_allow_list(telemetry: Telemetry) -> None:
     assert len(points) <= 2  # GET and _OTHER, both 404 without a route
     for point in points:
         assert set(point.attributes) <= {
-            "http.request.method", "http.route", "http.response.status_code", "error.type", "url.scheme"
+            "http.request.method",
+            "http.route",
+            "http.response.status_code",
+            "error.type",
+            "url.scheme",
         }
         assert point.attributes["http.request.method"] in {"GET", "_OTHER"}
 

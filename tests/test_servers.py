@@ -53,9 +53,7 @@ def test_framework_under_server(framework: str, server: str, receiver: OtlpRecei
         assert all("traceresponse" in r.headers for r in responses)
         assert "traceresponse" not in health.headers
         spans: list[Span] = wait_for(lambda: len(receiver.spans()) >= 5 and receiver.spans())
-        logs = wait_for(
-            lambda: [r for r in receiver.logs() if "looking up item 7" in str(r.body)] and receiver.logs()
-        )
+        logs = wait_for(lambda: [r for r in receiver.logs() if "looking up item 7" in str(r.body)] and receiver.logs())
         stdout = srv.stdout()
 
     assert len(spans) == 5, [s.name for s in spans]  # exactly one per request, none for /healthz
@@ -130,7 +128,8 @@ def test_prometheus_admin_port_serves_red_metrics(receiver: OtlpReceiver) -> Non
         assert httpx.get(admin + "/healthz").status_code == 200
         assert httpx.get(srv.base_url + "/metrics").status_code == 404
     series = [
-        line for line in text.splitlines()
+        line
+        for line in text.splitlines()
         if line.startswith("http_server_request_duration_seconds_count") and 'http_route="/items/{item_id}"' in line
     ]
     assert len(series) == 1 and series[0].endswith(" 4.0")
@@ -184,7 +183,11 @@ def test_programmatic_path_without_the_launcher(receiver: OtlpReceiver) -> None:
     env = kit_env(receiver.endpoint, OTEL_EXPORTER_PROMETHEUS_PORT=str(free_port()))
     process = subprocess.Popen(
         [sys.executable, "examples/programmatic.py", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         base = f"http://127.0.0.1:{port}"

@@ -131,8 +131,7 @@ def _hook_litestar() -> None:
                 scope[ERROR_KEY] = exc
                 config = getattr(litestar_app, "logging_config", None)
                 already_logged = config is not None and (
-                    config.log_exceptions == "always"
-                    or (config.log_exceptions == "debug" and litestar_app.debug)
+                    config.log_exceptions == "always" or (config.log_exceptions == "debug" and litestar_app.debug)
                 )
                 if not already_logged:
                     logging.getLogger("litestar").error("Unhandled exception in request", exc_info=exc)

@@ -26,9 +26,7 @@ from otel_asgi_kit.types import ASGIApp, Message, Receive, Scope, Send
 SPAN_KEY = "otel_asgi_kit.span"
 _FASTAPI_NATIVE = "fastapi.telemetry"
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.30.0"
-_METHODS = {
-    m: m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")
-}
+_METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")}
 
 
 class Instrumentation:
@@ -52,12 +50,8 @@ class Instrumentation:
         patterns = settings.excluded_urls
         self.excluded = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
         self.trace_header = settings.trace_response_header.encode("latin-1") or None
-        self.request_headers = HeaderCapture(
-            "request", settings.capture_request_headers, settings.sanitize_fields
-        )
-        self.response_headers = HeaderCapture(
-            "response", settings.capture_response_headers, settings.sanitize_fields
-        )
+        self.request_headers = HeaderCapture("request", settings.capture_request_headers, settings.sanitize_fields)
+        self.response_headers = HeaderCapture("response", settings.capture_response_headers, settings.sanitize_fields)
         self.propagator = propagate.get_global_textmap()
         self.propagation_fields = frozenset(f.encode("latin-1") for f in self.propagator.fields)
 
@@ -111,8 +105,16 @@ class _Request:
     """Per-request state; lives only for one request (never on the middleware)."""
 
     __slots__ = (
-        "inst", "span", "token", "method", "scheme", "start", "status",
-        "response_bytes", "request_bytes", "response_headers",
+        "inst",
+        "method",
+        "request_bytes",
+        "response_bytes",
+        "response_headers",
+        "scheme",
+        "span",
+        "start",
+        "status",
+        "token",
     )
 
     def __init__(self, inst: Instrumentation, scope: Scope) -> None:

@@ -30,7 +30,7 @@ def route_template(scope: Scope, status: int) -> str | None:
     path_format = getattr(route, "path_format", None)
     if not isinstance(path_format, str):
         return None
-    prefix = scope.get(MOUNT_PREFIX_KEY, "")
+    prefix = str(scope.get(MOUNT_PREFIX_KEY, ""))
     if path_format.endswith("/{path}") and type(route).__name__ == "Mount":
         # The mount itself was the last match: its app had no route of its own
         # (static files, a bare app) or found nothing (a 404 we must not name).

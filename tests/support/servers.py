@@ -35,8 +35,14 @@ def server_command(server: str, app: str, port: int, workers: int = 1) -> list[s
         return cmd + (["--workers", str(workers)] if workers > 1 else [])
     if server == "gunicorn":
         return [
-            str(BIN / "gunicorn"), app, "-k", "uvicorn.workers.UvicornWorker",
-            "-b", f"127.0.0.1:{port}", "-w", str(workers),
+            str(BIN / "gunicorn"),
+            app,
+            "-k",
+            "uvicorn.workers.UvicornWorker",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(workers),
         ]
     raise ValueError(server)
 
@@ -91,9 +97,7 @@ def run_server(
     workdir = Path(tempfile.mkdtemp(prefix="kit-server-"))
     out, err = workdir / "stdout.log", workdir / "stderr.log"
     with open(out, "wb") as out_f, open(err, "wb") as err_f:
-        process = subprocess.Popen(
-            cmd, cwd=ROOT, env=full_env, stdout=out_f, stderr=err_f, start_new_session=True
-        )
+        process = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=out_f, stderr=err_f, start_new_session=True)
     running = RunningServer(process, f"http://127.0.0.1:{port}", admin_port, out, err)
     try:
         _wait_ready(running, ready_path, startup_timeout)

@@ -27,6 +27,10 @@ class AdminServer:
         self._server.shutdown()
         self._server.server_close()
 
+    def close_inherited(self) -> None:
+        """In a forked child: release the copied listening socket (no serving thread exists here)."""
+        self._server.server_close()
+
 
 def _handler_for(registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -52,10 +56,17 @@ def _handler_for(registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def start_admin_server(host: str, port: int, registry: CollectorRegistry) -> AdminServer | None:
+def start_admin_server(host: str, port: int, registry: CollectorRegistry, *, quiet: bool = False) -> AdminServer | None:
+    """The running admin server, or ``None`` when the port is taken.
+
+    ``quiet``: this process is a worker whose parent serves the port — the
+    expected case under ``--workers N`` — so the clash is not reported.
+    """
     try:
         server = AdminServer(host, port, registry)
     except OSError as exc:
+        if quiet:
+            return None
         warn(
             f"admin port {host}:{port} (OTEL_EXPORTER_PROMETHEUS_HOST/PORT) could not be opened: "
             f"{exc.strerror or exc}; /metrics is not served by this process, everything else runs"

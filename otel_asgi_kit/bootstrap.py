@@ -1,17 +1,30 @@
-"""``configure()``: settings → providers → logging → server hooks, once per process."""
+"""``configure()``: settings → providers → logging → server hooks, once per process.
+
+Pre-fork servers need care: gunicorn's master runs this before it forks its
+workers, and providers built there would be shared by every worker (one
+``service.instance.id``, threads that do not survive ``fork``). In a gunicorn
+master only the admin port and the stdout logs are set up; each worker
+builds its own providers right after the fork.
+"""
 
 from __future__ import annotations
 
 import atexit
 import os
+import shutil
+import sys
+import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from opentelemetry import metrics, trace
 from opentelemetry._logs import set_logger_provider
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
@@ -22,13 +35,10 @@ from otel_asgi_kit.executor_context import install_executor_context
 from otel_asgi_kit.exporters import hide_secrets_in_sdk_warnings
 from otel_asgi_kit.failsafe import warn
 from otel_asgi_kit.logs.handlers import install_log_handlers, restore_log_handlers
-from otel_asgi_kit.providers import (
-    build_logger_provider,
-    build_meter_provider,
-    build_tracer_provider,
-)
+from otel_asgi_kit.metrics.prometheus import MergedPrometheusReader
+from otel_asgi_kit.providers import build_logger_provider, build_meter_provider, build_tracer_provider
 from otel_asgi_kit.resource import build_resource
-from otel_asgi_kit.settings import Settings, load_settings
+from otel_asgi_kit.settings import OTEL_ASGI_KIT_METRICS_DIR, Settings, load_settings
 
 
 @dataclass(frozen=True)
@@ -40,8 +50,6 @@ class Kit:
     meter_provider: MeterProvider
     logger_provider: LoggerProvider
     instrumentation: Instrumentation
-    registry: CollectorRegistry | None
-    admin: AdminServer | None
 
     def shutdown(self) -> None:
         """Flush and stop every pipeline within the configured bound."""
@@ -56,6 +64,8 @@ class Kit:
 
 _lock = threading.Lock()
 _kit: Kit | None = None
+_admin: AdminServer | None = None
+_configured = False
 
 
 def current_kit() -> Kit | None:
@@ -69,28 +79,89 @@ def current_instrumentation() -> Instrumentation | None:
 def configure(environ: Mapping[str, str] | None = None) -> Kit | None:
     """Set up traces, metrics and logs from the environment; a second call returns the first result.
 
-    Returns ``None`` when ``OTEL_SDK_DISABLED`` is true.
+    Returns ``None`` when ``OTEL_SDK_DISABLED`` is true, and in a gunicorn
+    master, whose workers set themselves up after the fork.
     """
-    global _kit
+    global _kit, _configured
     with _lock:
-        if _kit is not None:
+        if _configured:
             return _kit
+        _configured = True
         settings = load_settings(os.environ if environ is None else environ)
         for problem in settings.problems:
             warn(problem)
         if settings.sdk_disabled:
             return None
-        _kit = _build(settings)
+        hide_secrets_in_sdk_warnings()
+        snapshot_dir, inherited = _metrics_dir(settings)
+        resource = build_resource(settings)
+        if _is_prefork_master():
+            install_log_handlers(settings, None)
+            if settings.auto_instrument:
+                install_server_hooks(restore_log_handlers)
+            _open_admin(settings, resource, snapshot_dir, None, inherited)
+            os.register_at_fork(after_in_child=lambda: _configure_worker(settings, snapshot_dir))
+            return None
+        _kit = _build(settings, resource, snapshot_dir, inherited)
     atexit.register(_kit.shutdown)
     return _kit
 
 
-def _build(settings: Settings) -> Kit:
-    hide_secrets_in_sdk_warnings()
-    resource = build_resource(settings)
+def _configure_worker(settings: Settings, snapshot_dir: Path | None) -> None:
+    """In a freshly forked worker: its own instance, providers and threads."""
+    global _kit, _admin
+    if _admin is not None:
+        _admin.close_inherited()  # the master serves the admin port, not the worker
+        _admin = None
+    _kit = _build(settings, build_resource(settings), snapshot_dir, inherited=True)
+    atexit.register(_kit.shutdown)
+
+
+def _is_prefork_master() -> bool:
+    return "gunicorn" in os.path.basename(sys.argv[0] if sys.argv else "") or sys.argv[0].endswith(
+        os.path.join("gunicorn", "__main__.py")
+    )
+
+
+def _metrics_dir(settings: Settings) -> tuple[Path | None, bool]:
+    """The shared snapshot directory, and whether it came from outside (a parent or the user)."""
+    if "prometheus" not in settings.metrics_exporters:
+        return None, False
+    if settings.metrics_dir:
+        path = Path(settings.metrics_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path, True
+    path = Path(tempfile.mkdtemp(prefix="otel-asgi-kit-metrics-"))
+    # Workers started after this point (spawned or forked) inherit it and write there.
+    os.environ[OTEL_ASGI_KIT_METRICS_DIR.name] = str(path)
+    atexit.register(_remove_if_owner, path, os.getpid())
+    return path, False
+
+
+def _remove_if_owner(path: Path, owner_pid: int) -> None:
+    if os.getpid() == owner_pid:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _open_admin(
+    settings: Settings,
+    resource: Resource,
+    snapshot_dir: Path | None,
+    own_reader: MetricReader | None,
+    inherited: bool,
+) -> None:
+    global _admin
+    if snapshot_dir is None:
+        return
+    registry = CollectorRegistry(auto_describe=True)
+    MergedPrometheusReader(snapshot_dir, resource, registry, own_reader)
+    # A worker whose parent already serves the port stays quiet about the clash.
+    _admin = start_admin_server(settings.admin_host, settings.admin_port, registry, quiet=inherited)
+
+
+def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, inherited: bool) -> Kit:
     tracer_provider = build_tracer_provider(settings, resource)
-    registry = CollectorRegistry(auto_describe=True) if "prometheus" in settings.metrics_exporters else None
-    meter_provider = build_meter_provider(settings, resource, registry)
+    meter_provider, snapshot_reader = build_meter_provider(settings, resource, snapshot_dir)
     logger_provider = build_logger_provider(settings, resource)
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
@@ -100,13 +171,12 @@ def _build(settings: Settings) -> Kit:
     install_executor_context()
     if settings.auto_instrument:
         install_server_hooks(restore_log_handlers)
-    admin = start_admin_server(settings.admin_host, settings.admin_port, registry) if registry is not None else None
+    if _admin is None:
+        _open_admin(settings, resource, snapshot_dir, snapshot_reader, inherited)
     return Kit(
         settings=settings,
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         logger_provider=logger_provider,
         instrumentation=instrumentation,
-        registry=registry,
-        admin=admin,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
@@ -20,9 +22,9 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
-from prometheus_client import CollectorRegistry
 
 from otel_asgi_kit.exporters import otlp_exporter
+from otel_asgi_kit.metrics.snapshots import SnapshotExporter
 from otel_asgi_kit.settings import Settings
 
 
@@ -51,15 +53,20 @@ def build_tracer_provider(settings: Settings, resource: Resource) -> TracerProvi
     return provider
 
 
-def build_meter_provider(settings: Settings, resource: Resource, registry: CollectorRegistry | None) -> MeterProvider:
-    """``registry`` receives the Prometheus view when ``prometheus`` is an exporter."""
+def build_meter_provider(
+    settings: Settings, resource: Resource, snapshot_dir: Path | None
+) -> tuple[MeterProvider, MetricReader | None]:
+    """The provider, and the reader writing this process's Prometheus snapshot (if any)."""
     readers: list[MetricReader] = []
+    snapshot_reader: MetricReader | None = None
     for name in settings.metrics_exporters:
-        if name == "prometheus" and registry is not None:
-            from opentelemetry.exporter.prometheus import PrometheusMetricReader
-
-            # Resource attributes once in target_info; no otel_scope_* label on every series.
-            readers.append(PrometheusMetricReader(scope_info_enabled=False, registry=registry))
+        if name == "prometheus" and snapshot_dir is not None:
+            instance = str(resource.attributes.get("service.instance.id", "0"))
+            snapshot_reader = PeriodicExportingMetricReader(
+                SnapshotExporter(snapshot_dir, instance),
+                export_interval_millis=settings.metrics_snapshot_interval_ms,
+            )
+            readers.append(snapshot_reader)
         elif name in ("otlp", "console"):
             exporter = otlp_exporter("metrics", settings.otlp["metrics"]) if name == "otlp" else ConsoleMetricExporter()
             readers.append(
@@ -69,7 +76,7 @@ def build_meter_provider(settings: Settings, resource: Resource, registry: Colle
                     export_timeout_millis=settings.metric_export_timeout_ms,
                 )
             )
-    return MeterProvider(metric_readers=readers, resource=resource)
+    return MeterProvider(metric_readers=readers, resource=resource), snapshot_reader
 
 
 def build_logger_provider(settings: Settings, resource: Resource) -> LoggerProvider:

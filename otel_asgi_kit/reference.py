@@ -1,6 +1,7 @@
 """The README's environment-variable table, generated from ``settings.VARS``.
 
-    python -m otel_asgi_kit.reference > /tmp/table.md
+    python -m otel_asgi_kit.reference             # print it
+    python -m otel_asgi_kit.reference README.md   # rewrite the README's copy in place
 
 ``tests/test_readme.py`` fails when the README's copy drifts from this output.
 """
@@ -27,5 +28,19 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def rewrite(path: str) -> None:
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"{head}{BEGIN}\n{env_table()}\n{END}{tail}")
+
+
 if __name__ == "__main__":
-    print(env_table())
+    import sys
+
+    if len(sys.argv) > 1:
+        rewrite(sys.argv[1])
+    else:
+        print(env_table())

@@ -221,6 +221,22 @@ OTEL_ASGI_KIT_SHUTDOWN_TIMEOUT = Var(
     kit_default=True,
 )
 
+OTEL_ASGI_KIT_METRICS_DIR = Var(
+    "OTEL_ASGI_KIT_METRICS_DIR",
+    "",
+    p.parse_text,
+    "Directory where each worker writes its metric snapshot; default: a fresh temp dir made by the first "
+    "process and inherited by its workers.",
+    kit_default=True,
+)
+OTEL_ASGI_KIT_METRICS_SNAPSHOT_INTERVAL = Var(
+    "OTEL_ASGI_KIT_METRICS_SNAPSHOT_INTERVAL",
+    "1000",
+    p.int_between(50, 600_000),
+    "How often (ms) each worker writes its snapshot: how stale a multi-worker scrape can be.",
+    kit_default=True,
+)
+
 OTLP_SIGNAL_VARS: dict[str, tuple[Var[Any], ...]] = {s: _per_signal(s) for s in SIGNALS}
 
 VARS: tuple[Var[Any], ...] = (
@@ -254,6 +270,8 @@ VARS: tuple[Var[Any], ...] = (
     OTEL_ASGI_KIT_AUTO_INSTRUMENT,
     OTEL_ASGI_KIT_DURATION_BUCKETS,
     OTEL_ASGI_KIT_SHUTDOWN_TIMEOUT,
+    OTEL_ASGI_KIT_METRICS_DIR,
+    OTEL_ASGI_KIT_METRICS_SNAPSHOT_INTERVAL,
 )
 
 
@@ -303,6 +321,8 @@ class Settings:
     auto_instrument: bool
     duration_buckets: tuple[float, ...]
     shutdown_timeout_s: float
+    metrics_dir: str
+    metrics_snapshot_interval_ms: int
     problems: tuple[str, ...] = ()
     sources: Mapping[str, Source] = field(default_factory=dict, repr=False)
 
@@ -419,5 +439,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         auto_instrument=r.get(OTEL_ASGI_KIT_AUTO_INSTRUMENT),
         duration_buckets=r.get(OTEL_ASGI_KIT_DURATION_BUCKETS),
         shutdown_timeout_s=r.get(OTEL_ASGI_KIT_SHUTDOWN_TIMEOUT),
+        metrics_dir=r.optional(OTEL_ASGI_KIT_METRICS_DIR) or "",
+        metrics_snapshot_interval_ms=r.get(OTEL_ASGI_KIT_METRICS_SNAPSHOT_INTERVAL),
     )
     return settings.replace(problems=tuple(r.problems), sources=dict(r.sources))

@@ -87,11 +87,12 @@ def run_server(
     launcher: bool = True,
     ready_path: str = "/healthz",
     startup_timeout: float = 30.0,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[RunningServer]:
     port = free_port()
     admin_port = int(env.get("OTEL_EXPORTER_PROMETHEUS_PORT") or free_port())
     full_env = {**env, "OTEL_EXPORTER_PROMETHEUS_PORT": str(admin_port)}
-    cmd = server_command(server, app, port, workers)
+    cmd = [*server_command(server, app, port, workers), *extra_args]
     if launcher:
         cmd = [str(BIN / "opentelemetry-instrument"), *cmd]
     workdir = Path(tempfile.mkdtemp(prefix="kit-server-"))

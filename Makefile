@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint
+.PHONY: demo test lint services
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,17 @@ demo: $(BIN)/.installed
 	$(BIN)/python scripts/demo.py
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check otel_asgi_kit tests examples benchmarks scripts
-	$(BIN)/ruff format --check otel_asgi_kit tests examples benchmarks scripts
+	$(BIN)/ruff check otel_asgi_kit tests examples benchmarks scripts deploy
+	$(BIN)/ruff format --check otel_asgi_kit tests examples benchmarks scripts deploy
 	$(BIN)/mypy
 
-test: lint
+# The real parts the end-to-end tests start: Debian's Prometheus, our collector
+# (built once with the Collector Builder, cached) and Elasticsearch (downloaded
+# once from Maven Central, cached) under ~/.cache/otel-asgi-kit.
+services: $(BIN)/.installed
+	command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	bash collector/build.sh
+	$(BIN)/python -c "from tests.infra.services import ensure_elasticsearch; print(ensure_elasticsearch())"
+
+test: lint services
 	$(BIN)/python -m pytest -p no:cacheprovider

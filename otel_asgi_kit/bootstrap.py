@@ -32,8 +32,10 @@ from otel_asgi_kit.admin import AdminServer, start_admin_server
 from otel_asgi_kit.asgi.middleware import Instrumentation
 from otel_asgi_kit.asgi.servers import install_server_hooks
 from otel_asgi_kit.executor_context import install_executor_context
+from otel_asgi_kit.export_health import ExportHealth, install_sdk_diagnostics
 from otel_asgi_kit.exporters import hide_secrets_in_sdk_warnings
 from otel_asgi_kit.failsafe import warn
+from otel_asgi_kit.lifecycle import BoundedShutdown
 from otel_asgi_kit.logs.handlers import install_log_handlers, restore_log_handlers
 from otel_asgi_kit.metrics.prometheus import MergedPrometheusReader
 from otel_asgi_kit.providers import build_logger_provider, build_meter_provider, build_tracer_provider
@@ -50,16 +52,8 @@ class Kit:
     meter_provider: MeterProvider
     logger_provider: LoggerProvider
     instrumentation: Instrumentation
-
-    def shutdown(self) -> None:
-        """Flush and stop every pipeline within the configured bound."""
-        timeout_ms = int(self.settings.shutdown_timeout_s * 1000)
-        for provider in (self.tracer_provider, self.logger_provider, self.meter_provider):
-            try:
-                provider.force_flush(timeout_ms // 3)
-                provider.shutdown()
-            except Exception as exc:
-                warn(f"shutting down {type(provider).__name__} failed: {exc}")
+    health: ExportHealth
+    shutdown: BoundedShutdown
 
 
 _lock = threading.Lock()
@@ -98,7 +92,7 @@ def configure(environ: Mapping[str, str] | None = None) -> Kit | None:
         if _is_prefork_master():
             install_log_handlers(settings, None)
             if settings.auto_instrument:
-                install_server_hooks(restore_log_handlers)
+                install_server_hooks(restore_log_handlers, _shutdown_current)
             _open_admin(settings, resource, snapshot_dir, None, inherited)
             os.register_at_fork(after_in_child=lambda: _configure_worker(settings, snapshot_dir))
             return None
@@ -159,10 +153,19 @@ def _open_admin(
     _admin = start_admin_server(settings.admin_host, settings.admin_port, registry, quiet=inherited)
 
 
+def _shutdown_current() -> None:
+    if _kit is not None:
+        _kit.shutdown()
+
+
 def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, inherited: bool) -> Kit:
-    tracer_provider = build_tracer_provider(settings, resource)
-    meter_provider, snapshot_reader = build_meter_provider(settings, resource, snapshot_dir)
-    logger_provider = build_logger_provider(settings, resource)
+    health = ExportHealth()
+    install_sdk_diagnostics(health)
+    # The SDK's self-metrics (drops, failed exports) bind through the global
+    # meter provider, set just below, so they land on /metrics too.
+    meter_provider, snapshot_reader = build_meter_provider(settings, resource, snapshot_dir, health)
+    tracer_provider = build_tracer_provider(settings, resource, health)
+    logger_provider = build_logger_provider(settings, resource, health)
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
     set_logger_provider(logger_provider)
@@ -170,13 +173,23 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
     install_log_handlers(settings, logger_provider)
     install_executor_context()
     if settings.auto_instrument:
-        install_server_hooks(restore_log_handlers)
+        install_server_hooks(restore_log_handlers, _shutdown_current)
     if _admin is None:
         _open_admin(settings, resource, snapshot_dir, snapshot_reader, inherited)
+    shutdown = BoundedShutdown(
+        [
+            ("traces", tracer_provider.shutdown),
+            ("logs", logger_provider.shutdown),
+            ("metrics", meter_provider.shutdown),
+        ],
+        settings.shutdown_timeout_s,
+    )
     return Kit(
         settings=settings,
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         logger_provider=logger_provider,
         instrumentation=instrumentation,
+        health=health,
+        shutdown=shutdown,
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from opentelemetry.sdk._logs import LoggerProvider
@@ -23,9 +26,35 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
+from otel_asgi_kit.export_health import (
+    ExportHealth,
+    ReportingLogExporter,
+    ReportingMetricExporter,
+    ReportingSpanExporter,
+)
 from otel_asgi_kit.exporters import otlp_exporter
 from otel_asgi_kit.metrics.snapshots import SnapshotExporter
 from otel_asgi_kit.settings import Settings
+
+_SDK_SELF_METRICS = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
+
+
+@contextmanager
+def _self_metrics() -> Iterator[None]:
+    """The SDK's standard drop/export counters for what is built inside.
+
+    The SDK reads this switch when a processor or exporter is constructed. It is
+    set around those only: switched on for the TracerProvider it would also
+    count every span start and end, on the request path. A user's own value wins.
+    """
+    if _SDK_SELF_METRICS in os.environ:
+        yield
+        return
+    os.environ[_SDK_SELF_METRICS] = "true"
+    try:
+        yield
+    finally:
+        os.environ.pop(_SDK_SELF_METRICS, None)
 
 
 def build_sampler(settings: Settings) -> Sampler:
@@ -36,25 +65,30 @@ def build_sampler(settings: Settings) -> Sampler:
     return ParentBased(root) if name.startswith("parentbased_") else root
 
 
-def build_tracer_provider(settings: Settings, resource: Resource) -> TracerProvider:
+def build_tracer_provider(settings: Settings, resource: Resource, health: ExportHealth) -> TracerProvider:
     provider = TracerProvider(sampler=build_sampler(settings), resource=resource)
     limits = settings.span_batch
     for name in settings.traces_exporters:
-        exporter = otlp_exporter("traces", settings.otlp["traces"]) if name == "otlp" else ConsoleSpanExporter()
-        provider.add_span_processor(
-            BatchSpanProcessor(
+        target = settings.otlp["traces"]
+        with _self_metrics():
+            exporter = (
+                ReportingSpanExporter(otlp_exporter("traces", target), health, target.endpoint)
+                if name == "otlp"
+                else ConsoleSpanExporter()
+            )
+            processor = BatchSpanProcessor(
                 exporter,
                 max_queue_size=limits.max_queue_size,
                 schedule_delay_millis=limits.schedule_delay_ms,
                 max_export_batch_size=limits.max_export_batch_size,
                 export_timeout_millis=limits.export_timeout_ms,
             )
-        )
+        provider.add_span_processor(processor)
     return provider
 
 
 def build_meter_provider(
-    settings: Settings, resource: Resource, snapshot_dir: Path | None
+    settings: Settings, resource: Resource, snapshot_dir: Path | None, health: ExportHealth
 ) -> tuple[MeterProvider, MetricReader | None]:
     """The provider, and the reader writing this process's Prometheus snapshot (if any)."""
     readers: list[MetricReader] = []
@@ -68,7 +102,13 @@ def build_meter_provider(
             )
             readers.append(snapshot_reader)
         elif name in ("otlp", "console"):
-            exporter = otlp_exporter("metrics", settings.otlp["metrics"]) if name == "otlp" else ConsoleMetricExporter()
+            target = settings.otlp["metrics"]
+            with _self_metrics():
+                exporter = (
+                    ReportingMetricExporter(otlp_exporter("metrics", target), health, target.endpoint)
+                    if name == "otlp"
+                    else ConsoleMetricExporter()
+                )
             readers.append(
                 PeriodicExportingMetricReader(
                     exporter,
@@ -79,18 +119,23 @@ def build_meter_provider(
     return MeterProvider(metric_readers=readers, resource=resource), snapshot_reader
 
 
-def build_logger_provider(settings: Settings, resource: Resource) -> LoggerProvider:
+def build_logger_provider(settings: Settings, resource: Resource, health: ExportHealth) -> LoggerProvider:
     provider = LoggerProvider(resource=resource)
     limits = settings.log_batch
     for name in settings.logs_exporters:
-        exporter = otlp_exporter("logs", settings.otlp["logs"]) if name == "otlp" else ConsoleLogRecordExporter()
-        provider.add_log_record_processor(
-            BatchLogRecordProcessor(
+        target = settings.otlp["logs"]
+        with _self_metrics():
+            exporter = (
+                ReportingLogExporter(otlp_exporter("logs", target), health, target.endpoint)
+                if name == "otlp"
+                else ConsoleLogRecordExporter()
+            )
+            processor = BatchLogRecordProcessor(
                 exporter,
                 max_queue_size=limits.max_queue_size,
                 schedule_delay_millis=limits.schedule_delay_ms,
                 max_export_batch_size=limits.max_export_batch_size,
                 export_timeout_millis=limits.export_timeout_ms,
             )
-        )
+        provider.add_log_record_processor(processor)
     return provider

@@ -4,7 +4,8 @@ uvicorn (also under gunicorn's ``UvicornWorker``) builds its app in
 ``Config.load``; hypercorn in ``hypercorn.utils.wrap_app``. Both are patched
 once at start-up, before the server imports the user's app. The same hooks
 put the server's loggers back on the kit's handlers after the server has
-applied its own logging config.
+applied its own logging config, and run the kit's final flush when
+uvicorn's ``Server._serve`` ends.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from otel_asgi_kit.failsafe import report_once
 from otel_asgi_kit.types import ASGIApp
 
 _PATCHED = "__otel_asgi_kit_patched__"
+_on_server_exit: Callable[[], None] = lambda: None  # noqa: E731 - replaced at install
 
 
 def wrap_app(app: ASGIApp) -> ASGIApp:
@@ -30,7 +32,9 @@ def wrap_app(app: ASGIApp) -> ASGIApp:
     return KitMiddleware(app)
 
 
-def install_server_hooks(after_logging_config: Callable[[], None]) -> None:
+def install_server_hooks(after_logging_config: Callable[[], None], on_server_exit: Callable[[], None]) -> None:
+    global _on_server_exit
+    _on_server_exit = on_server_exit
     for name, install in (
         ("uvicorn", _hook_uvicorn),
         ("hypercorn", _hook_hypercorn),
@@ -71,8 +75,22 @@ def _hook_uvicorn(after_logging_config: Callable[[], None]) -> None:
 
         return configure_logging
 
+    def make_serve(original: Any) -> Any:
+        async def _serve(self: Any, *args: Any, **kwargs: Any) -> None:
+            try:
+                await original(self, *args, **kwargs)
+            finally:
+                # Inside ``serve``'s capture_signals block: before uvicorn re-raises
+                # the signal that stopped it (the process dies then, without atexit).
+                _on_server_exit()
+
+        return _serve
+
+    from uvicorn.server import Server
+
     _patch(Config, "load", make_load)
     _patch(Config, "configure_logging", make_configure_logging)
+    _patch(Server, "_serve", make_serve)
 
 
 def _hook_hypercorn(after_logging_config: Callable[[], None]) -> None:

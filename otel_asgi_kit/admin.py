@@ -1,20 +1,35 @@
-"""The admin port: ``/metrics`` (Prometheus text) and ``/healthz``, apart from the app's port."""
+"""The admin port: ``/metrics`` (Prometheus text), ``/healthz`` and the kit's pages, apart from the app's port.
+
+Other modules add pages with ``add_route(path, handler)``; a handler gets the
+query string and returns ``(status, content type, body)``. Handlers run in the
+admin server's threads, never on the app's event loop.
+"""
 
 from __future__ import annotations
 
+import hmac
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from otel_asgi_kit.failsafe import warn
+from otel_asgi_kit.failsafe import report_once, warn
+
+Page = Callable[[str], tuple[int, str, bytes]]
+_routes: dict[str, Page] = {}
+
+
+def add_route(path: str, handler: Page) -> None:
+    """Serve ``handler`` at ``path`` on the admin port (e.g. ``/kit/traces``)."""
+    _routes[path] = handler
 
 
 class AdminServer:
-    def __init__(self, host: str, port: int, registry: CollectorRegistry) -> None:
+    def __init__(self, host: str, port: int, registry: CollectorRegistry, token: str = "") -> None:
         self.registry = registry
-        handler = _handler_for(registry)
+        handler = _handler_for(registry, token)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
@@ -43,8 +58,14 @@ def _handler_for(registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
             else:
                 self._reply(404, "text/plain; charset=utf-8", b"not found\n")
 
-        def _reply(self, status: int, content_type: str, body: bytes) -> None:
+        def _authorized(self) -> bool:
+            given = (self.headers.get("Authorization") or "").encode("latin-1", "replace")
+            return hmac.compare_digest(given, expected)
+
+        def _reply(self, status: int, content_type: str, body: bytes, challenge: bool = False) -> None:
             self.send_response(status)
+            if challenge:
+                self.send_header("WWW-Authenticate", "Bearer")
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -63,7 +84,7 @@ def start_admin_server(host: str, port: int, registry: CollectorRegistry, *, qui
     expected case under ``--workers N`` — so the clash is not reported.
     """
     try:
-        server = AdminServer(host, port, registry)
+        server = AdminServer(host, port, registry, token)
     except OSError as exc:
         if quiet:
             return None

@@ -15,7 +15,8 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +67,25 @@ def current_kit() -> Kit | None:
     return _kit
 
 
+_override: Instrumentation | None = None
+
+
 def current_instrumentation() -> Instrumentation | None:
+    """What the middleware records with: a test capture's, else this process's."""
+    if _override is not None:
+        return _override
     return _kit.instrumentation if _kit is not None else None
+
+
+@contextmanager
+def use_instrumentation(instrumentation: Instrumentation) -> Iterator[None]:
+    """Make every kit middleware record with ``instrumentation`` (``otel_asgi_kit.testing`` uses it)."""
+    global _override
+    previous, _override = _override, instrumentation
+    try:
+        yield
+    finally:
+        _override = previous
 
 
 def configure(environ: Mapping[str, str] | None = None) -> Kit | None:
@@ -150,7 +168,9 @@ def _open_admin(
     registry = CollectorRegistry(auto_describe=True)
     MergedPrometheusReader(snapshot_dir, resource, registry, own_reader)
     # A worker whose parent already serves the port stays quiet about the clash.
-    _admin = start_admin_server(settings.admin_host, settings.admin_port, registry, quiet=inherited)
+    _admin = start_admin_server(
+        settings.admin_host, settings.admin_port, registry, quiet=inherited, token=settings.admin_token
+    )
 
 
 def _shutdown_current() -> None:

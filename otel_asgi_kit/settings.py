@@ -237,6 +237,43 @@ OTEL_ASGI_KIT_METRICS_SNAPSHOT_INTERVAL = Var(
     kit_default=True,
 )
 
+OTEL_ASGI_KIT_LOOP_LAG = Var(
+    "OTEL_ASGI_KIT_LOOP_LAG",
+    "true",
+    p.parse_bool,
+    "Measure event-loop lag (`python.asyncio.event_loop.lag`).",
+    kit_default=True,
+)
+OTEL_ASGI_KIT_BLOCKED_LOOP_THRESHOLD = Var(
+    "OTEL_ASGI_KIT_BLOCKED_LOOP_THRESHOLD",
+    "100",
+    p.int_between(0, 600_000),
+    "Report the stack when the event loop is blocked this many ms; 0 switches the detector off.",
+    kit_default=True,
+)
+OTEL_ASGI_KIT_RUNTIME_METRICS = Var(
+    "OTEL_ASGI_KIT_RUNTIME_METRICS",
+    "true",
+    p.parse_bool,
+    "Process CPU, memory, file descriptors, threads, context switches and GC metrics.",
+    kit_default=True,
+)
+OTEL_ASGI_KIT_ADMIN_TOKEN = Var(
+    "OTEL_ASGI_KIT_ADMIN_TOKEN",
+    "",
+    p.parse_text,
+    "When set, the admin port answers only requests with `Authorization: Bearer <token>` (secret).",
+    kit_default=True,
+    secret=True,
+)
+OTEL_ASGI_KIT_PAGES = Var(
+    "OTEL_ASGI_KIT_PAGES",
+    "true",
+    p.parse_bool,
+    "Local trace pages on the admin port (`/kit/traces`).",
+    kit_default=True,
+)
+
 OTLP_SIGNAL_VARS: dict[str, tuple[Var[Any], ...]] = {s: _per_signal(s) for s in SIGNALS}
 
 VARS: tuple[Var[Any], ...] = (
@@ -272,6 +309,11 @@ VARS: tuple[Var[Any], ...] = (
     OTEL_ASGI_KIT_SHUTDOWN_TIMEOUT,
     OTEL_ASGI_KIT_METRICS_DIR,
     OTEL_ASGI_KIT_METRICS_SNAPSHOT_INTERVAL,
+    OTEL_ASGI_KIT_LOOP_LAG,
+    OTEL_ASGI_KIT_BLOCKED_LOOP_THRESHOLD,
+    OTEL_ASGI_KIT_RUNTIME_METRICS,
+    OTEL_ASGI_KIT_ADMIN_TOKEN,
+    OTEL_ASGI_KIT_PAGES,
 )
 
 
@@ -323,6 +365,11 @@ class Settings:
     shutdown_timeout_s: float
     metrics_dir: str
     metrics_snapshot_interval_ms: int
+    loop_lag: bool
+    blocked_loop_threshold_ms: int
+    runtime_metrics: bool
+    admin_token: str = field(repr=False)
+    pages: bool
     problems: tuple[str, ...] = ()
     sources: Mapping[str, Source] = field(default_factory=dict, repr=False)
 
@@ -441,5 +488,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         shutdown_timeout_s=r.get(OTEL_ASGI_KIT_SHUTDOWN_TIMEOUT),
         metrics_dir=r.optional(OTEL_ASGI_KIT_METRICS_DIR) or "",
         metrics_snapshot_interval_ms=r.get(OTEL_ASGI_KIT_METRICS_SNAPSHOT_INTERVAL),
+        loop_lag=r.get(OTEL_ASGI_KIT_LOOP_LAG),
+        blocked_loop_threshold_ms=r.get(OTEL_ASGI_KIT_BLOCKED_LOOP_THRESHOLD),
+        runtime_metrics=r.get(OTEL_ASGI_KIT_RUNTIME_METRICS),
+        admin_token=r.optional(OTEL_ASGI_KIT_ADMIN_TOKEN) or "",
+        pages=r.get(OTEL_ASGI_KIT_PAGES),
     )
     return settings.replace(problems=tuple(r.problems), sources=dict(r.sources))

@@ -60,15 +60,13 @@ class KitMiddleware:
     """ASGI middleware; wraps any ASGI 3 app. Scopes it does not trace pass straight through."""
 
     def __init__(self, app: ASGIApp, *, instrumentation: Instrumentation | None = None) -> None:
+        """``instrumentation``: fixed for this middleware; by default the process's, looked up per request
+        (a module-level read) so ``configure()`` may run after wrapping and tests may swap it."""
+        from otel_asgi_kit.bootstrap import current_instrumentation
+
         self.app = app
         self._instrumentation = instrumentation
-
-    def _resolve(self) -> Instrumentation | None:
-        if self._instrumentation is None:
-            from otel_asgi_kit.bootstrap import current_instrumentation
-
-            self._instrumentation = current_instrumentation()
-        return self._instrumentation
+        self._lookup = current_instrumentation
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or SPAN_KEY in scope:
@@ -77,7 +75,7 @@ class KitMiddleware:
         # FastAPI >= 0.142 traces by itself unless this key is present: the kit's
         # span is the only one, and excluded paths get none from FastAPI either.
         scope.setdefault(_FASTAPI_NATIVE, None)
-        inst = self._instrumentation or self._resolve()
+        inst = self._instrumentation or self._lookup()
         if inst is None or (inst.excluded is not None and inst.excluded.search(scope.get("path", ""))):
             await self.app(scope, receive, send)
             return

@@ -47,14 +47,26 @@ class AdminServer:
         self._server.server_close()
 
 
-def _handler_for(registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
+def _handler_for(registry: CollectorRegistry, token: str) -> type[BaseHTTPRequestHandler]:
+    expected = f"Bearer {token}".encode()
+
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            path, _, query = self.path.partition("?")
+            # /healthz stays open for orchestrators' probes; it tells nothing.
+            if token and path != "/healthz" and not self._authorized():
+                self._reply(401, "text/plain; charset=utf-8", b"bearer token required\n", challenge=True)
+                return
             if path == "/metrics":
                 self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry))
             elif path == "/healthz":
                 self._reply(200, "text/plain; charset=utf-8", b"ok\n")
+            elif path in _routes:
+                try:
+                    self._reply(*_routes[path](query))
+                except Exception as exc:
+                    report_once(f"admin page {path}", exc)
+                    self._reply(500, "text/plain; charset=utf-8", b"page failed\n")
             else:
                 self._reply(404, "text/plain; charset=utf-8", b"not found\n")
 
@@ -77,7 +89,9 @@ def _handler_for(registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def start_admin_server(host: str, port: int, registry: CollectorRegistry, *, quiet: bool = False) -> AdminServer | None:
+def start_admin_server(
+    host: str, port: int, registry: CollectorRegistry, *, quiet: bool = False, token: str = ""
+) -> AdminServer | None:
     """The running admin server, or ``None`` when the port is taken.
 
     ``quiet``: this process is a worker whose parent serves the port — the

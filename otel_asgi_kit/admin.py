@@ -51,7 +51,7 @@ def _handler_for(registry: CollectorRegistry, token: str) -> type[BaseHTTPReques
     expected = f"Bearer {token}".encode()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             path, _, query = self.path.partition("?")
             # /healthz stays open for orchestrators' probes; it tells nothing.
             if token and path != "/healthz" and not self._authorized():

@@ -2,7 +2,7 @@
 
 import logging
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
 
 log = logging.getLogger("shop")
 app = FastAPI()
@@ -34,6 +34,16 @@ async def fail() -> None:
 @app.get("/healthz")
 async def health() -> str:
     return "ok"
+
+
+@app.websocket("/ws/{room}")
+async def echo(websocket: WebSocket, room: str) -> None:
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_text(await websocket.receive_text())
+    except WebSocketDisconnect:
+        pass
 
 
 app.include_router(router)

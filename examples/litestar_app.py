@@ -2,7 +2,8 @@
 
 import logging
 
-from litestar import Litestar, Router, get
+from litestar import Litestar, Router, WebSocket, get, websocket
+from litestar.exceptions import WebSocketDisconnect
 
 log = logging.getLogger("shop")
 
@@ -23,5 +24,15 @@ async def health() -> str:
     return "ok"
 
 
+@websocket("/ws/{room:str}")
+async def echo(socket: WebSocket, room: str) -> None:
+    await socket.accept()
+    try:
+        while True:
+            await socket.send_text(await socket.receive_text())
+    except WebSocketDisconnect:
+        pass
+
+
 v1 = Router(path="/v1", route_handlers=[item])
-app = Litestar(route_handlers=[item, fail, health, v1])
+app = Litestar(route_handlers=[item, fail, health, v1, echo])

@@ -32,4 +32,14 @@ async def health(request: Any, response: Any) -> Any:
     return response.text("ok")
 
 
+@app.ws_route("/ws/{room}")
+async def echo(websocket: Any, **params: Any) -> None:
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_text(await websocket.receive_text())
+    except Exception:  # the client went away
+        return
+
+
 app.mount_router(v1)

@@ -2,7 +2,7 @@
 
 import logging
 
-from quart import Blueprint, Quart
+from quart import Blueprint, Quart, websocket
 
 log = logging.getLogger("shop")
 app = Quart(__name__)
@@ -28,6 +28,12 @@ async def fail() -> str:
 @app.get("/healthz")
 async def health() -> str:
     return "ok"
+
+
+@app.websocket("/ws/<room>")
+async def echo(room: str) -> None:
+    while True:
+        await websocket.send(await websocket.receive())
 
 
 app.register_blueprint(v1)

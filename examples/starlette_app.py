@@ -6,7 +6,8 @@ import logging
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 log = logging.getLogger("shop")
 
@@ -26,6 +27,12 @@ async def health(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
+async def echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    async for text in websocket.iter_text():
+        await websocket.send_text(text)
+
+
 v1 = Starlette(routes=[Route("/items/{item_id}", item)])
 app = Starlette(
     routes=[
@@ -33,5 +40,6 @@ app = Starlette(
         Route("/fail", fail),
         Route("/healthz", health),
         Mount("/v1", app=v1),
+        WebSocketRoute("/ws/{room}", echo),
     ]
 )

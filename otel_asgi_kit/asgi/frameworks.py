@@ -85,6 +85,7 @@ def _hook_nexios() -> None:
     from nexios.exceptions import NotFoundException
     from nexios.routing.grouping import Group
     from nexios.routing.router import Route
+    from nexios.routing.websocket import WebsocketRoute
 
     def make_route(original: Any) -> Any:
         async def handle(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,6 +109,7 @@ def _hook_nexios() -> None:
         return handle
 
     _patch(Route, "handle", make_route)
+    _patch(WebsocketRoute, "handle", make_route)
     _patch(Group, "handle", make_group)
 
 

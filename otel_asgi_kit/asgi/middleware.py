@@ -18,8 +18,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from otel_asgi_kit.asgi.headers import GETTER, HeaderCapture
 from otel_asgi_kit.asgi.routes import ERROR_KEY, route_template
+from otel_asgi_kit.asgi.websocket import traced_websocket
 from otel_asgi_kit.failsafe import report_once
-from otel_asgi_kit.metrics.instruments import SCOPE_NAME, SCOPE_VERSION, HttpServerInstruments
+from otel_asgi_kit.metrics.instruments import SCOPE_NAME, SCOPE_VERSION, HttpServerInstruments, WebSocketInstruments
 from otel_asgi_kit.settings import Settings
 from otel_asgi_kit.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,14 +40,13 @@ class Instrumentation:
         meter_provider: MeterProvider | None,
     ) -> None:
         self.tracer = tracer_provider.get_tracer(SCOPE_NAME, SCOPE_VERSION, schema_url=_SCHEMA_URL)
-        self.instruments = (
-            HttpServerInstruments(
-                meter_provider.get_meter(SCOPE_NAME, SCOPE_VERSION, schema_url=_SCHEMA_URL),
-                settings.duration_buckets,
-            )
+        meter = (
+            meter_provider.get_meter(SCOPE_NAME, SCOPE_VERSION, schema_url=_SCHEMA_URL)
             if meter_provider is not None
             else None
         )
+        self.instruments = HttpServerInstruments(meter, settings.duration_buckets) if meter is not None else None
+        self.websocket = WebSocketInstruments(meter) if meter is not None else None
         patterns = settings.excluded_urls
         self.excluded = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
         self.trace_header = settings.trace_response_header.encode("latin-1") or None
@@ -69,7 +69,8 @@ class KitMiddleware:
         self._lookup = current_instrumentation
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or SPAN_KEY in scope:
+        kind = scope["type"]
+        if (kind != "http" and kind != "websocket") or SPAN_KEY in scope:
             await self.app(scope, receive, send)
             return
         # FastAPI >= 0.142 traces by itself unless this key is present: the kit's
@@ -78,6 +79,9 @@ class KitMiddleware:
         inst = self._instrumentation or self._lookup()
         if inst is None or (inst.excluded is not None and inst.excluded.search(scope.get("path", ""))):
             await self.app(scope, receive, send)
+            return
+        if kind == "websocket":
+            await traced_websocket(inst, self.app, scope, receive, send)
             return
         try:
             request = _Request(inst, scope)

@@ -2,7 +2,7 @@
 
 import logging
 
-from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, FastAPI, Header, HTTPException, WebSocket, WebSocketDisconnect
 
 log = logging.getLogger("shop")
 app = FastAPI()
@@ -29,6 +29,13 @@ async def v1_item(item_id: int) -> dict[str, int]:
 @app.get("/fail")
 async def fail() -> None:
     raise RuntimeError("boom")
+
+
+@app.get("/private")
+async def private(authorization: str = Header(default="")) -> dict[str, str]:
+    if authorization != "Bearer letmein":
+        raise HTTPException(status_code=401, detail="unauthorized")
+    return {"secret": "data"}
 
 
 @app.get("/healthz")

@@ -40,6 +40,7 @@ from otel_asgi_kit.lifecycle import BoundedShutdown
 from otel_asgi_kit.logs.handlers import install_log_handlers, restore_log_handlers
 from otel_asgi_kit.metrics.prometheus import MergedPrometheusReader
 from otel_asgi_kit.providers import build_logger_provider, build_meter_provider, build_tracer_provider
+from otel_asgi_kit.redaction import QueryRedactor, install_access_log_redaction
 from otel_asgi_kit.resource import build_resource
 from otel_asgi_kit.settings import OTEL_ASGI_KIT_METRICS_DIR, Settings, load_settings
 
@@ -191,6 +192,7 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
     set_logger_provider(logger_provider)
     instrumentation = Instrumentation(settings, tracer_provider, meter_provider if settings.metrics_exporters else None)
     install_log_handlers(settings, logger_provider)
+    install_access_log_redaction(QueryRedactor(settings.redact_query_params))
     install_executor_context()
     if settings.auto_instrument:
         install_server_hooks(restore_log_handlers, _shutdown_current)

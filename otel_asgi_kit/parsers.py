@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterable
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from urllib.parse import unquote, urlsplit
 
 
@@ -168,3 +169,16 @@ def parse_buckets(text: str) -> tuple[float, ...]:
 
 def _increasing(values: Iterable[float]) -> bool:
     return all(a < b for a, b in itertools.pairwise(values))
+
+
+def parse_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """Comma-separated IP addresses or CIDR networks."""
+    networks = []
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ip_network(item, strict=False))
+        except ValueError:
+            raise InvalidValueError("comma-separated IP addresses or CIDR networks") from None
+    return tuple(networks)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any, Generic, Literal, TypeVar
 
 from otel_asgi_kit import parsers as p
+from otel_asgi_kit.redaction import DEFAULT_QUERY_PARAMS
 
 T = TypeVar("T")
 
@@ -274,6 +276,19 @@ OTEL_ASGI_KIT_PAGES = Var(
     kit_default=True,
 )
 
+OTEL_ASGI_KIT_REDACT_QUERY_PARAMS = Var(
+    "OTEL_ASGI_KIT_REDACT_QUERY_PARAMS",
+    "",
+    p.parse_patterns,
+    "More query parameter names (regexes) whose values are replaced by `REDACTED`; added to the kit's list.",
+)
+OTEL_ASGI_KIT_TRUSTED_PROXIES = Var(
+    "OTEL_ASGI_KIT_TRUSTED_PROXIES",
+    "",
+    p.parse_networks,
+    "Peers (IPs/CIDRs) whose `X-Forwarded-For`/`Forwarded` give the client address; others are the client.",
+)
+
 OTLP_SIGNAL_VARS: dict[str, tuple[Var[Any], ...]] = {s: _per_signal(s) for s in SIGNALS}
 
 VARS: tuple[Var[Any], ...] = (
@@ -314,6 +329,8 @@ VARS: tuple[Var[Any], ...] = (
     OTEL_ASGI_KIT_RUNTIME_METRICS,
     OTEL_ASGI_KIT_ADMIN_TOKEN,
     OTEL_ASGI_KIT_PAGES,
+    OTEL_ASGI_KIT_REDACT_QUERY_PARAMS,
+    OTEL_ASGI_KIT_TRUSTED_PROXIES,
 )
 
 
@@ -370,6 +387,8 @@ class Settings:
     runtime_metrics: bool
     admin_token: str = field(repr=False)
     pages: bool
+    redact_query_params: tuple[str, ...]
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
     problems: tuple[str, ...] = ()
     sources: Mapping[str, Source] = field(default_factory=dict, repr=False)
 
@@ -493,5 +512,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         runtime_metrics=r.get(OTEL_ASGI_KIT_RUNTIME_METRICS),
         admin_token=r.optional(OTEL_ASGI_KIT_ADMIN_TOKEN) or "",
         pages=r.get(OTEL_ASGI_KIT_PAGES),
+        redact_query_params=DEFAULT_QUERY_PARAMS + r.get(OTEL_ASGI_KIT_REDACT_QUERY_PARAMS),
+        trusted_proxies=r.get(OTEL_ASGI_KIT_TRUSTED_PROXIES),
     )
     return settings.replace(problems=tuple(r.problems), sources=dict(r.sources))

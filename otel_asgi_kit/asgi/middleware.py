@@ -8,6 +8,7 @@ are contained: the app's request goes on uninstrumented.
 
 from __future__ import annotations
 
+import logging
 import re
 from time import perf_counter
 from typing import Any
@@ -16,17 +17,21 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
+from otel_asgi_kit.asgi.client import client_address
 from otel_asgi_kit.asgi.headers import GETTER, HeaderCapture
 from otel_asgi_kit.asgi.routes import ERROR_KEY, route_template
 from otel_asgi_kit.asgi.websocket import traced_websocket
 from otel_asgi_kit.failsafe import report_once
 from otel_asgi_kit.metrics.instruments import SCOPE_NAME, SCOPE_VERSION, HttpServerInstruments, WebSocketInstruments
+from otel_asgi_kit.redaction import QueryRedactor
 from otel_asgi_kit.settings import Settings
 from otel_asgi_kit.types import ASGIApp, Message, Receive, Scope, Send
 
 SPAN_KEY = "otel_asgi_kit.span"
 _FASTAPI_NATIVE = "fastapi.telemetry"
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.30.0"
+security_log = logging.getLogger("otel_asgi_kit.security")
+_AUTH_FAILURES = frozenset({401, 403})
 _METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")}
 
 
@@ -52,6 +57,8 @@ class Instrumentation:
         self.trace_header = settings.trace_response_header.encode("latin-1") or None
         self.request_headers = HeaderCapture("request", settings.capture_request_headers, settings.sanitize_fields)
         self.response_headers = HeaderCapture("response", settings.capture_response_headers, settings.sanitize_fields)
+        self.query = QueryRedactor(settings.redact_query_params)
+        self.trusted_proxies = settings.trusted_proxies
         self.propagator = propagate.get_global_textmap()
         self.propagation_fields = frozenset(f.encode("latin-1") for f in self.propagator.fields)
 
@@ -109,6 +116,7 @@ class _Request:
     __slots__ = (
         "inst",
         "method",
+        "peer",
         "request_bytes",
         "response_bytes",
         "response_headers",
@@ -129,6 +137,9 @@ class _Request:
         self.response_bytes = 0
         self.request_bytes: int | None = None
         self.response_headers: Any = None
+        client = scope.get("client")
+        # The peer as the server saw it, before any proxy-headers middleware rewrote it.
+        self.peer: str | None = client[0] if client else None
         headers = scope.get("headers") or ()
         propagated = False
         user_agent = None
@@ -146,6 +157,9 @@ class _Request:
             "url.path": scope.get("path", ""),
             "url.scheme": scheme,
         }
+        query = scope.get("query_string")
+        if query:
+            attributes["url.query"] = inst.query.redact(query.decode("latin-1"))
         if method == "_OTHER":
             attributes["http.request.method_original"] = str(raw_method)[:32]
         if user_agent is not None:
@@ -194,6 +208,29 @@ class _Request:
             await send(message)
 
         return send_wrapper
+
+    def _security_event(self, scope: Scope, route: str | None, status: int, client: str | None) -> None:
+        """A 401/403: counted by route and logged as an ECS authentication failure, never with the credential."""
+        instruments = self.inst.instruments
+        if instruments is not None:
+            attrs: dict[str, str | int] = {"http.response.status_code": status}
+            if route:
+                attrs["http.route"] = route
+            instruments.auth_failures.add(1, attrs)
+        security_log.warning(
+            "authentication failure: %s %s answered %d",
+            self.method,
+            route or "(no route)",
+            status,
+            extra={
+                "event.category": "authentication",
+                "event.outcome": "failure",
+                "http.request.method": self.method,
+                "http.route": route or "",
+                "http.response.status_code": status,
+                "client.address": client or "",
+            },
+        )
 
     async def send_error_response(self, send: Send) -> None:
         """Answer 500 ourselves when the app raised before responding, so the
@@ -246,9 +283,11 @@ class _Request:
             span.set_attribute("http.response.status_code", status)
         if error_type is not None:
             span.set_attribute("error.type", error_type)
-        client = scope.get("client")
+        client = client_address(self.peer, scope.get("headers") or (), self.inst.trusted_proxies)
         if client:
-            span.set_attribute("client.address", client[0])
+            span.set_attribute("client.address", client)
+        if status in _AUTH_FAILURES:
+            self._security_event(scope, route, status, client)
         if self.response_headers is not None:
             span.set_attributes(self.inst.response_headers.attributes(self.response_headers))
         span.end()

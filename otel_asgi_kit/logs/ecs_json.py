@@ -20,6 +20,8 @@ from typing import Any
 from opentelemetry import trace
 
 _ACCESS_LOGGERS = frozenset({"uvicorn.access"})
+# A plain LogRecord has about 22 attributes; more means ``extra=`` fields to copy.
+_PLAIN_RECORD_SIZE = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) + 1
 _encode = json.JSONEncoder(default=str).encode  # one encoder, not one per record
 
 
@@ -55,6 +57,12 @@ class EcsJsonFormatter(logging.Formatter):
             doc["http.request.method"] = method
             doc["url.original"] = path
             doc["http.response.status_code"] = status
+        if len(record.__dict__) > _PLAIN_RECORD_SIZE:
+            # ECS-style ``extra={"event.category": ...}`` fields: dotted names only, so
+            # the record's own attributes and helpers' private ones stay out.
+            for key, value in record.__dict__.items():
+                if "." in key and key not in doc:
+                    doc[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             exc_type, exc, tb = record.exc_info
             doc["error.type"] = exc_type.__qualname__

@@ -47,6 +47,11 @@ class HttpServerInstruments:
             description="Size of HTTP server response bodies.",
             explicit_bucket_boundaries_advisory=list(BYTE_BUCKETS),
         )
+        self.auth_failures = meter.create_counter(
+            "http.server.auth.failures",
+            unit="{request}",
+            description="Requests answered 401 or 403, by route.",
+        )
         self._active_attrs: dict[tuple[str, str], Attributes] = {}
         self._final_attrs: dict[tuple[str, str | None, int, str | None, str], Attributes] = {}
 

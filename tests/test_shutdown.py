@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.support.blackhole import BlackHole, refused_endpoint
-from tests.support.otlp_receiver import OtlpReceiver
+from tests.support.otlp_receiver import OtlpReceiver, wait_for
 from tests.support.servers import kit_env, run_server, stop
 
 pytestmark = pytest.mark.server
@@ -131,3 +131,21 @@ def test_dead_collector_is_reported_once_and_requests_still_fast() -> None:
     dropped = sum(float(line.rsplit(" ", 1)[1]) for line in queue_full + failed)
     assert queue_full and failed, metrics
     assert dropped >= 250  # 400 spans, a queue of 100, one batch of 50 in flight
+
+
+def test_recovery_after_the_collector_returns() -> None:
+    """Collector down, then up: what is produced after it returns arrives, and stderr says so once."""
+    endpoint = refused_endpoint()
+    port = int(endpoint.rsplit(":", 1)[1])
+    env = kit_env(endpoint, OTEL_METRICS_EXPORTER="prometheus", OTEL_EXPORTER_OTLP_TIMEOUT="1000")
+    with run_server("uvicorn", "examples.starlette_app:app", env) as srv:
+        _send(srv.base_url, 20)
+        time.sleep(1.5)  # failed rounds while nothing listens
+        with OtlpReceiver(port=port) as receiver:
+            after = [httpx.get(f"{srv.base_url}/items/{i}") for i in range(10)]
+            ids = {r.headers["traceresponse"].split("-")[1] for r in after}
+            arrived = wait_for(lambda: ids <= {s.trace_id for s in receiver.spans()}, timeout=20)
+            stderr = srv.stderr()
+    assert arrived
+    assert "cannot export traces" in stderr
+    assert "export of traces to" in stderr and "works again" in stderr

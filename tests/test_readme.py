@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from otel_asgi_kit.reference import BEGIN, END, env_table
 from otel_asgi_kit.settings import VARS
@@ -28,7 +29,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_metric_names_in_the_readme_are_the_exposed_ones() -> None:
-    """Every Prometheus name the README lists is one the kit's exposition produces."""
+    """Every http_/websocket_ name the README lists is one the kit's exposition produces."""
     import asyncio
 
     import httpx
@@ -44,19 +45,47 @@ def test_metric_names_in_the_readme_are_the_exposed_ones() -> None:
     meter_provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=registry)])
     inst = Instrumentation(load_settings({}), TracerProvider(), meter_provider)
 
-    async def app(scope: dict, receive: object, send: object) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
-        await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            message = await receive()
+            await send({"type": "websocket.send", "text": message["text"]})
+            await receive()
+            return
+        status = 401 if scope["path"] == "/private" else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def websocket_session(wrapped: Any) -> None:
+        incoming = [
+            {"type": "websocket.connect"},
+            {"type": "websocket.receive", "text": "hi"},
+            {"type": "websocket.disconnect", "code": 1000},
+        ]
+
+        async def receive() -> dict:
+            return incoming.pop(0)
+
+        async def send(message: dict) -> None:
+            pass
+
+        await wrapped({"type": "websocket", "path": "/ws", "headers": []}, receive, send)
 
     async def run() -> None:
-        transport = httpx.ASGITransport(app=KitMiddleware(app, instrumentation=inst))
+        wrapped = KitMiddleware(app, instrumentation=inst)
+        transport = httpx.ASGITransport(app=wrapped)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             await client.post("/x", content=b"abc")
+            await client.get("/private")
+        await websocket_session(wrapped)
 
     asyncio.run(run())
     exposed = generate_latest(registry).decode()
-    table = README.split("## Metrics", 1)[1].split("##", 1)[0]
-    names = [cell.strip("` ") for cell in (row.split("|")[1] for row in table.splitlines() if row.startswith("| `"))]
-    assert len(names) == 4
-    for name in names:
-        assert f"\n{name}" in exposed or exposed.startswith(name), name
+    table = README.split("## Metrics", 1)[1].split("\n##", 1)[0]
+    cells = [row.split("|")[1] for row in table.splitlines() if row.startswith("| `")]
+    names = [name.strip("` ") for cell in cells for name in cell.split(",")]
+    checked = [name for name in names if name.startswith(("http_", "websocket_"))]
+    assert len(checked) == 9
+    for name in checked:
+        assert f"\n{name}" in exposed, name

@@ -38,6 +38,7 @@ from otel_asgi_kit.exporters import hide_secrets_in_sdk_warnings
 from otel_asgi_kit.failsafe import warn
 from otel_asgi_kit.lifecycle import BoundedShutdown
 from otel_asgi_kit.logs.handlers import install_log_handlers, restore_log_handlers
+from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics, MetricsInjector
 from otel_asgi_kit.metrics.prometheus import MergedPrometheusReader
 from otel_asgi_kit.providers import build_logger_provider, build_meter_provider, build_tracer_provider
 from otel_asgi_kit.redaction import QueryRedactor, install_access_log_redaction
@@ -184,13 +185,18 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
     install_sdk_diagnostics(health)
     # The SDK's self-metrics (drops, failed exports) bind through the global
     # meter provider, set just below, so they land on /metrics too.
-    meter_provider, snapshot_reader = build_meter_provider(settings, resource, snapshot_dir, health)
+    http_metrics = HttpServerMetrics(settings.duration_buckets)
+    meter_provider, snapshot_reader = build_meter_provider(
+        settings, resource, snapshot_dir, health, MetricsInjector(http_metrics, resource)
+    )
     tracer_provider = build_tracer_provider(settings, resource, health)
     logger_provider = build_logger_provider(settings, resource, health)
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
     set_logger_provider(logger_provider)
-    instrumentation = Instrumentation(settings, tracer_provider, meter_provider if settings.metrics_exporters else None)
+    instrumentation = Instrumentation(
+        settings, tracer_provider, meter_provider if settings.metrics_exporters else None, http_metrics
+    )
     install_log_handlers(settings, logger_provider)
     install_access_log_redaction(QueryRedactor(settings.redact_query_params))
     install_executor_context()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -166,14 +166,27 @@ class ReportingLogExporter(LogRecordExporter):
 
 
 class ReportingMetricExporter(MetricExporter):
-    def __init__(self, inner: MetricExporter, health: ExportHealth, endpoint: str) -> None:
+    """Also adds the kit's own aggregates (``inject``) to each export."""
+
+    def __init__(
+        self,
+        inner: MetricExporter,
+        health: ExportHealth,
+        endpoint: str,
+        inject: Callable[[MetricsData], MetricsData] | None = None,
+    ) -> None:
         super().__init__(
             preferred_temporality=inner._preferred_temporality,
             preferred_aggregation=inner._preferred_aggregation,
         )
         self._inner, self._health, self._endpoint = inner, health, endpoint
+        self._inject = inject
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        if self._inject is not None:
+            metrics_data = self._inject(metrics_data)
+        if not metrics_data.resource_metrics:
+            return MetricExportResult.SUCCESS  # nothing to say: no empty request to the collector
         try:
             result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:

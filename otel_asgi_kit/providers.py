@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
     MetricReader,
-    PeriodicExportingMetricReader,
+    MetricsData,
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -33,6 +33,7 @@ from otel_asgi_kit.export_health import (
     ReportingSpanExporter,
 )
 from otel_asgi_kit.exporters import otlp_exporter
+from otel_asgi_kit.metrics.http_aggregator import KitPeriodicReader
 from otel_asgi_kit.metrics.snapshots import SnapshotExporter
 from otel_asgi_kit.settings import Settings
 
@@ -88,16 +89,23 @@ def build_tracer_provider(settings: Settings, resource: Resource, health: Export
 
 
 def build_meter_provider(
-    settings: Settings, resource: Resource, snapshot_dir: Path | None, health: ExportHealth
+    settings: Settings,
+    resource: Resource,
+    snapshot_dir: Path | None,
+    health: ExportHealth,
+    inject: Callable[[MetricsData], MetricsData],
 ) -> tuple[MeterProvider, MetricReader | None]:
-    """The provider, and the reader writing this process's Prometheus snapshot (if any)."""
+    """The provider, and the reader writing this process's Prometheus snapshot (if any).
+
+    ``inject`` adds the kit's own aggregates (``metrics.http_aggregator``) to every export.
+    """
     readers: list[MetricReader] = []
     snapshot_reader: MetricReader | None = None
     for name in settings.metrics_exporters:
         if name == "prometheus" and snapshot_dir is not None:
             instance = str(resource.attributes.get("service.instance.id", "0"))
-            snapshot_reader = PeriodicExportingMetricReader(
-                SnapshotExporter(snapshot_dir, instance),
+            snapshot_reader = KitPeriodicReader(
+                SnapshotExporter(snapshot_dir, instance, inject),
                 export_interval_millis=settings.metrics_snapshot_interval_ms,
             )
             readers.append(snapshot_reader)
@@ -105,12 +113,12 @@ def build_meter_provider(
             target = settings.otlp["metrics"]
             with _self_metrics():
                 exporter = (
-                    ReportingMetricExporter(otlp_exporter("metrics", target), health, target.endpoint)
+                    ReportingMetricExporter(otlp_exporter("metrics", target), health, target.endpoint, inject)
                     if name == "otlp"
                     else ConsoleMetricExporter()
                 )
             readers.append(
-                PeriodicExportingMetricReader(
+                KitPeriodicReader(
                     exporter,
                     export_interval_millis=settings.metric_export_interval_ms,
                     export_timeout_millis=settings.metric_export_timeout_ms,

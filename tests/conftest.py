@@ -6,11 +6,13 @@ from dataclasses import dataclass
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_asgi_kit.asgi.middleware import Instrumentation
+from otel_asgi_kit.metrics.http_aggregator import MetricsInjector
 from otel_asgi_kit.settings import load_settings
 
 
@@ -21,7 +23,10 @@ class Telemetry:
     instrumentation: Instrumentation
 
     def points(self, name: str) -> list:
+        """Points of ``name`` as an exporter would get them: the SDK's plus the kit's own aggregates."""
         data = self.metrics.get_metrics_data()
+        if self.instrumentation.http is not None:
+            data = MetricsInjector(self.instrumentation.http, Resource({}))(data)
         found = []
         for rm in data.resource_metrics if data else []:
             for sm in rm.scope_metrics:

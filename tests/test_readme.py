@@ -28,22 +28,31 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "\nmake test\n" in ci
 
 
-def test_metric_names_in_the_readme_are_the_exposed_ones() -> None:
-    """Every http_/websocket_ name the README lists is one the kit's exposition produces."""
+def test_metric_names_in_the_readme_are_the_exposed_ones(tmp_path: Path) -> None:
+    """Every http_/websocket_ name the README lists is one the kit's /metrics path produces."""
     import asyncio
 
     import httpx
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
-    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from prometheus_client import CollectorRegistry, generate_latest
 
     from otel_asgi_kit.asgi.middleware import Instrumentation, KitMiddleware
+    from otel_asgi_kit.export_health import ExportHealth
+    from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics, MetricsInjector
+    from otel_asgi_kit.metrics.prometheus import MergedPrometheusReader
+    from otel_asgi_kit.providers import build_meter_provider
     from otel_asgi_kit.settings import load_settings
 
+    settings = load_settings({})
+    resource = Resource({"service.name": "readme"})
+    http = HttpServerMetrics(settings.duration_buckets)
+    meter_provider, own = build_meter_provider(
+        settings, resource, tmp_path, ExportHealth(), MetricsInjector(http, resource)
+    )
+    inst = Instrumentation(settings, TracerProvider(), meter_provider, http)
     registry = CollectorRegistry()
-    meter_provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=registry)])
-    inst = Instrumentation(load_settings({}), TracerProvider(), meter_provider)
+    MergedPrometheusReader(tmp_path, resource, registry, own)
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":

@@ -94,3 +94,28 @@ def test_unreadable_files_are_skipped(tmp_path: Path) -> None:
     _snapshot(tmp_path, os.getpid(), "a", requests=2, active=0)
     (tmp_path / "999-garbage.json").write_text("{not json")
     assert _totals(tmp_path) == (2, 0)
+
+
+def test_kit_aggregates_are_written_even_when_the_sdk_has_nothing(tmp_path: Path) -> None:
+    """With no SDK instrument recorded, a tick still writes the kit's HTTP aggregates to the snapshot."""
+    from opentelemetry.sdk.resources import Resource
+
+    from otel_asgi_kit.export_health import ExportHealth
+    from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics, MetricsInjector
+    from otel_asgi_kit.providers import build_meter_provider
+    from otel_asgi_kit.settings import load_settings
+
+    settings = load_settings({"OTEL_ASGI_KIT_RUNTIME_METRICS": "false"})
+    resource = Resource({"service.name": "t"})
+    http = HttpServerMetrics(settings.duration_buckets)
+    provider, reader = build_meter_provider(
+        settings, resource, tmp_path, ExportHealth(), MetricsInjector(http, resource)
+    )
+    http.request_started("GET", "http")
+    http.request_finished(("GET", "/a", 200, None, "http"), 0.01, None, 10, ("GET", "http"))
+    assert reader is not None
+    reader.force_flush()
+    (snapshot,) = tmp_path.glob("*-*.json")
+    names = {m["name"] for m in json.loads(snapshot.read_text())["metrics"]}
+    assert {"http.server.request.duration", "http.server.active_requests"} <= names
+    provider.shutdown()

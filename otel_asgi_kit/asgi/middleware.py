@@ -22,6 +22,7 @@ from otel_asgi_kit.asgi.headers import GETTER, HeaderCapture
 from otel_asgi_kit.asgi.routes import ERROR_KEY, route_template
 from otel_asgi_kit.asgi.websocket import traced_websocket
 from otel_asgi_kit.failsafe import report_once
+from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
 from otel_asgi_kit.metrics.instruments import SCOPE_NAME, SCOPE_VERSION, HttpServerInstruments, WebSocketInstruments
 from otel_asgi_kit.redaction import QueryRedactor
 from otel_asgi_kit.settings import Settings
@@ -43,6 +44,7 @@ class Instrumentation:
         settings: Settings,
         tracer_provider: TracerProvider,
         meter_provider: MeterProvider | None,
+        http_metrics: HttpServerMetrics | None = None,
     ) -> None:
         self.tracer = tracer_provider.get_tracer(SCOPE_NAME, SCOPE_VERSION, schema_url=_SCHEMA_URL)
         meter = (
@@ -50,7 +52,10 @@ class Instrumentation:
             if meter_provider is not None
             else None
         )
-        self.instruments = HttpServerInstruments(meter, settings.duration_buckets) if meter is not None else None
+        self.instruments = HttpServerInstruments(meter) if meter is not None else None
+        self.http: HttpServerMetrics | None = None
+        if meter is not None:
+            self.http = http_metrics or HttpServerMetrics(settings.duration_buckets)
         self.websocket = WebSocketInstruments(meter) if meter is not None else None
         patterns = settings.excluded_urls
         self.excluded = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
@@ -178,9 +183,9 @@ class _Request:
         self.span = span
         self.token = context.attach(trace.set_span_in_context(span, parent))
         scope[SPAN_KEY] = span
-        instruments = inst.instruments
-        if instruments is not None:
-            instruments.active.add(1, instruments.active_attributes(method, scheme))
+        http = inst.http
+        if http is not None:
+            http.request_started(method, scheme)
         self.start = perf_counter()
 
     def send_wrapper(self, send: Send) -> Send:
@@ -276,33 +281,35 @@ class _Request:
             span.set_status(Status(StatusCode.ERROR))
         route = route_template(scope, status)
         method = self.method
+        # One set_attributes call: each SDK call takes the span's lock.
+        attributes: dict[str, Any] = {}
         if route is not None:
             span.update_name(f"{'HTTP' if method == '_OTHER' else method} {route}")
-            span.set_attribute("http.route", route)
+            attributes["http.route"] = route
         if status:
-            span.set_attribute("http.response.status_code", status)
+            attributes["http.response.status_code"] = status
         if error_type is not None:
-            span.set_attribute("error.type", error_type)
+            attributes["error.type"] = error_type
         client = client_address(self.peer, scope.get("headers") or (), self.inst.trusted_proxies)
         if client:
-            span.set_attribute("client.address", client)
+            attributes["client.address"] = client
+        if self.response_headers is not None:
+            attributes.update(self.inst.response_headers.attributes(self.response_headers))
+        span.set_attributes(attributes)
         if status in _AUTH_FAILURES:
             self._security_event(scope, route, status, client)
-        if self.response_headers is not None:
-            span.set_attributes(self.inst.response_headers.attributes(self.response_headers))
         span.end()
         if escaped is None:
             context.detach(self.token)
         # On an exception the context stays attached: the server's own error log,
         # written after the exception leaves the app, then carries the trace id.
         # Each request runs in its own task, so nothing leaks to the next one.
-        instruments = self.inst.instruments
-        if instruments is None:
-            return
-        scheme = scope.get("scheme", self.scheme)
-        instruments.active.add(-1, instruments.active_attributes(method, self.scheme))
-        attrs = instruments.final_attributes(method, route, status, error_type, scheme)
-        instruments.duration.record(elapsed, attrs)
-        instruments.response_size.record(self.response_bytes, attrs)
-        if self.request_bytes is not None:
-            instruments.request_size.record(self.request_bytes, attrs)
+        http = self.inst.http
+        if http is not None:
+            http.request_finished(
+                (method, route, status, error_type, scope.get("scheme", self.scheme)),
+                elapsed,
+                self.request_bytes,
+                self.response_bytes,
+                (method, self.scheme),
+            )

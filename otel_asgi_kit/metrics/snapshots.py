@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,13 +68,21 @@ Labels = tuple[tuple[str, Any], ...]
 class SnapshotExporter(MetricExporter):
     """Writes this process's cumulative points to its own file in the shared directory."""
 
-    def __init__(self, directory: Path, instance_id: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        instance_id: str,
+        inject: Callable[[MetricsData], MetricsData] | None = None,
+    ) -> None:
         super().__init__(preferred_temporality=_CUMULATIVE)  # type: ignore[arg-type]
         self._directory = directory
         self._instance_id = instance_id
+        self._inject = inject
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         try:
+            if self._inject is not None:
+                metrics_data = self._inject(metrics_data)
             write_snapshot(self._directory, self._instance_id, metrics_data)
         except Exception as exc:
             report_once("writing the metrics snapshot", exc)

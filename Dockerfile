@@ -14,8 +14,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY otel_asgi_kit ./otel_asgi_kit
 COPY examples ./examples
-# The "examples" extra is expected to bring the frameworks and uvicorn; pip
-# only warns if the extra does not exist.
+# The "examples" extra (pyproject.toml) brings starlette, fastapi,
+# uvicorn[standard] and httpx.
 ARG EXTRAS=examples
 RUN pip install ".[${EXTRAS}]"
 

@@ -40,6 +40,7 @@ from otel_asgi_kit.lifecycle import BoundedShutdown
 from otel_asgi_kit.logs.handlers import install_log_handlers, restore_log_handlers
 from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics, MetricsInjector
 from otel_asgi_kit.metrics.prometheus import MergedPrometheusReader
+from otel_asgi_kit.pages import install_pages
 from otel_asgi_kit.providers import build_logger_provider, build_meter_provider, build_tracer_provider
 from otel_asgi_kit.redaction import QueryRedactor, install_access_log_redaction
 from otel_asgi_kit.resource import build_resource
@@ -198,6 +199,8 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
         settings, tracer_provider, meter_provider if settings.metrics_exporters else None, http_metrics
     )
     install_log_handlers(settings, logger_provider)
+    if settings.pages:
+        install_pages(tracer_provider)
     install_access_log_redaction(QueryRedactor(settings.redact_query_params))
     install_executor_context()
     if settings.auto_instrument:

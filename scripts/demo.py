@@ -80,6 +80,10 @@ def main() -> int:
         for line in metrics.splitlines():
             if line.startswith("http_server_request_duration_seconds_count"):
                 print("   ", line)
+        print(
+            f"demo: recent, slowest and failed requests with their spans and log lines: "
+            f"http://127.0.0.1:{ADMIN_PORT}/kit/traces"
+        )
         if SECONDS > 0:
             print(f"demo: app on {base}, metrics on :{ADMIN_PORT}; stopping in {SECONDS:.0f}s (Ctrl-C to stop now)")
             time.sleep(SECONDS)

@@ -66,6 +66,13 @@ def install_log_handlers(settings: Settings, logger_provider: LoggerProvider | N
         _guard(owner, name)
 
 
+def add_root_handler(handler: logging.Handler) -> None:
+    """Another kit handler on the root logger (e.g. the trace pages' buffer), kept through log configs."""
+    setattr(handler, _MARK, True)
+    _installed.append(handler)
+    restore_log_handlers()
+
+
 def restore_log_handlers() -> None:
     """Put the kit's handlers back on root and route server loggers to it."""
     settings = _settings

@@ -11,13 +11,13 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from tests.e2e.conftest import skip_if_unavailable
 from tests.infra import dashboards, services
 from tests.support.servers import RunningServer, kit_env, run_server
 
@@ -43,28 +43,6 @@ class AppRun:
     server: RunningServer
     item: Exchange
     fail: Exchange
-
-
-@contextmanager
-def _skip_if_unavailable() -> Iterator[None]:
-    try:
-        yield
-    except services.ServiceUnavailable as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
-def elasticsearch() -> Iterator[services.Elasticsearch]:
-    with _skip_if_unavailable(), services.run_elasticsearch() as es:
-        yield es
-
-
-@pytest.fixture(scope="module")
-def collector(elasticsearch: services.Elasticsearch) -> Iterator[services.Collector]:
-    # 1 s span-metrics flush so the Prometheus checks wait seconds, not 15 s.
-    env = {"OTELCOL_ES_ENDPOINT": elasticsearch.url, "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "1s"}
-    with _skip_if_unavailable(), services.run_collector(env) as collector:
-        yield collector
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +198,7 @@ def _series(
 def test_red_series_for_the_app_are_queryable_in_prometheus(collector: services.Collector, app: AppRun) -> None:
     """Prometheus scraping the collector and the app's admin port: span-metrics RED and the app's own histogram."""
     targets = [collector.prometheus_target, f"127.0.0.1:{app.server.admin_port}"]
-    with _skip_if_unavailable(), services.run_prometheus(targets) as prometheus:
+    with skip_if_unavailable(), services.run_prometheus(targets) as prometheus:
         server_spans = f'service_name="{SERVICE_NAME}", span_kind="SPAN_KIND_SERVER"'
         calls = _series(prometheus, "traces_span_metrics_calls_total", server_spans, ("span_name", "status_code"))
         durations = _series(prometheus, "traces_span_metrics_duration_seconds_count", server_spans, ("span_name",))

@@ -9,13 +9,13 @@ from __future__ import annotations
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
 
+from tests.e2e.conftest import skip_if_unavailable
 from tests.infra import services
 
 # A cold cache builds the collector (~5 min on 2 cores) inside the first
@@ -32,28 +32,6 @@ class Sent:
     span_id: str
     span_name: str
     log_body: str
-
-
-@contextmanager
-def _skip_if_unavailable() -> Iterator[None]:
-    try:
-        yield
-    except services.ServiceUnavailable as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
-def elasticsearch() -> Iterator[services.Elasticsearch]:
-    with _skip_if_unavailable(), services.run_elasticsearch() as es:
-        yield es
-
-
-@pytest.fixture(scope="module")
-def collector(elasticsearch: services.Elasticsearch) -> Iterator[services.Collector]:
-    # A 1 s span-metrics flush so the Prometheus test waits seconds, not 15 s.
-    env = {"OTELCOL_ES_ENDPOINT": elasticsearch.url, "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "1s"}
-    with _skip_if_unavailable(), services.run_collector(env) as collector:
-        yield collector
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +114,7 @@ def test_span_and_log_reach_elasticsearch_with_one_trace_id(elasticsearch: servi
 def test_span_metrics_are_queryable_in_prometheus(collector: services.Collector, sent: Sent) -> None:
     """Prometheus scraping the collector sees the span_metrics calls counter for the span."""
     promql = f'traces_span_metrics_calls_total{{service_name="{sent.service_name}"}}'
-    with _skip_if_unavailable(), services.run_prometheus([collector.prometheus_target]) as prometheus:
+    with skip_if_unavailable(), services.run_prometheus([collector.prometheus_target]) as prometheus:
         url = f"{prometheus.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
 
         def probe() -> list[dict[str, Any]] | None:

@@ -38,12 +38,15 @@ from otel_asgi_kit.exporters import hide_secrets_in_sdk_warnings
 from otel_asgi_kit.failsafe import warn
 from otel_asgi_kit.lifecycle import BoundedShutdown
 from otel_asgi_kit.logs.handlers import install_log_handlers, restore_log_handlers
+from otel_asgi_kit.loop_health import start_loop_health
 from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics, MetricsInjector
+from otel_asgi_kit.metrics.instruments import SCOPE_NAME, SCOPE_VERSION
 from otel_asgi_kit.metrics.prometheus import MergedPrometheusReader
 from otel_asgi_kit.pages import install_pages
 from otel_asgi_kit.providers import build_logger_provider, build_meter_provider, build_tracer_provider
 from otel_asgi_kit.redaction import QueryRedactor, install_access_log_redaction
 from otel_asgi_kit.resource import build_resource
+from otel_asgi_kit.runtime_metrics import register_runtime_metrics
 from otel_asgi_kit.settings import OTEL_ASGI_KIT_METRICS_DIR, Settings, load_settings
 
 
@@ -199,6 +202,9 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
         settings, tracer_provider, meter_provider if settings.metrics_exporters else None, http_metrics
     )
     install_log_handlers(settings, logger_provider)
+    if settings.runtime_metrics:
+        register_runtime_metrics(meter_provider.get_meter(SCOPE_NAME, SCOPE_VERSION))
+    start_loop_health(settings, meter_provider)
     if settings.pages:
         install_pages(tracer_provider)
     install_access_log_redaction(QueryRedactor(settings.redact_query_params))

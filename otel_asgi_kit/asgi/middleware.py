@@ -22,6 +22,7 @@ from otel_asgi_kit.asgi.headers import GETTER, HeaderCapture
 from otel_asgi_kit.asgi.routes import ERROR_KEY, route_template
 from otel_asgi_kit.asgi.websocket import traced_websocket
 from otel_asgi_kit.failsafe import report_once
+from otel_asgi_kit.loop_health import ensure_loop_monitor
 from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
 from otel_asgi_kit.metrics.instruments import SCOPE_NAME, SCOPE_VERSION, HttpServerInstruments, WebSocketInstruments
 from otel_asgi_kit.redaction import QueryRedactor
@@ -83,6 +84,8 @@ class KitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if (kind != "http" and kind != "websocket") or SPAN_KEY in scope:
+            if kind == "lifespan":
+                ensure_loop_monitor()  # once per worker, inside its loop: nothing per request
             await self.app(scope, receive, send)
             return
         # FastAPI >= 0.142 traces by itself unless this key is present: the kit's

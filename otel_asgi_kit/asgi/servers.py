@@ -18,6 +18,7 @@ from typing import Any
 from otel_asgi_kit.asgi.frameworks import install_framework_hooks
 from otel_asgi_kit.asgi.middleware import KitMiddleware
 from otel_asgi_kit.failsafe import report_once
+from otel_asgi_kit.loop_health import ensure_loop_monitor
 from otel_asgi_kit.types import ASGIApp
 
 _PATCHED = "__otel_asgi_kit_patched__"
@@ -77,6 +78,7 @@ def _hook_uvicorn(after_logging_config: Callable[[], None]) -> None:
 
     def make_serve(original: Any) -> Any:
         async def _serve(self: Any, *args: Any, **kwargs: Any) -> None:
+            ensure_loop_monitor()  # inside the server's loop, before it serves anything
             try:
                 await original(self, *args, **kwargs)
             finally:

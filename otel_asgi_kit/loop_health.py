@@ -106,6 +106,8 @@ class LoopHealth:
             if blocked_threshold_s > 0
             else None
         )
+        if self.blocked is not None:
+            self.blocked.add(0)  # the series exists from the start, so rate()/increase() work before a block
         self._monitors: weakref.WeakKeyDictionary[AbstractEventLoop, _LoopMonitor] = weakref.WeakKeyDictionary()
         self._last: Callable[[], AbstractEventLoop | None] = lambda: None
         self._lock = threading.Lock()

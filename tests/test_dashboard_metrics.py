@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from tests.infra import dashboards
 from tests.support.otlp_receiver import OtlpReceiver
@@ -22,13 +24,17 @@ def _app_queries() -> list[dashboards.Query]:
 
 @pytest.fixture(scope="module")
 def app_series() -> Iterator[dict[str, set[str]]]:
-    """Series names and labels of one live admin-port scrape after a 200, a 404 and a 500."""
+    """Series names and labels of one live admin-port scrape after a 200, a 404, a 500 and a WebSocket session."""
     with (
         OtlpReceiver() as receiver,
         run_server("uvicorn", "examples.starlette_app:app", kit_env(receiver.endpoint)) as srv,
     ):
         for path in ("/items/1", "/items/2", "/v1/items/3", "/missing", "/fail"):
             httpx.get(srv.base_url + path, timeout=10)
+        with connect(srv.base_url.replace("http://", "ws://") + "/ws/lobby") as ws:  # the WebSocket panels
+            ws.send("hi")
+            ws.recv(timeout=5)
+        time.sleep(0.6)  # one event-loop lag heartbeat at least
         scrape = httpx.get(f"http://127.0.0.1:{srv.admin_port}/metrics", timeout=10)
         scrape.raise_for_status()
         yield dashboards.scraped_series(scrape.text)

@@ -33,9 +33,11 @@ def test_five_message_session_is_one_span(framework: str, receiver: OtlpReceiver
                 assert ws.recv(timeout=5) == f"message {i}"
         spans = wait_for(lambda: [s for s in receiver.spans() if s.trace_id == trace_id])
         metrics = wait_for(
-            lambda: (text := httpx.get(f"http://127.0.0.1:{srv.admin_port}/metrics").text)
-            and "websocket_server_connection_duration_seconds_count" in text
-            and text,
+            lambda: (
+                (text := httpx.get(f"http://127.0.0.1:{srv.admin_port}/metrics").text)
+                and "websocket_server_connection_duration_seconds_count" in text
+                and text
+            ),
             timeout=10,
         )
     assert len(receiver.spans()) == 1, [s.name for s in receiver.spans()]

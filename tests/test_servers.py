@@ -218,3 +218,16 @@ def test_entry_points_are_registered() -> None:
     )
     out = subprocess.run([str(BIN / "python"), "-c", code], capture_output=True, text=True, check=True).stdout
     assert "otel_asgi_kit" in out.split("]")[0] and "otel_asgi_kit" in out.split("]")[1]
+
+
+def test_no_access_log_stays_off(receiver: OtlpReceiver) -> None:
+    """uvicorn --no-access-log: the kit does not bring the access log back (stdout or OTLP)."""
+    with run_server(
+        "uvicorn", "examples.starlette_app:app", kit_env(receiver.endpoint), extra_args=("--no-access-log",)
+    ) as srv:
+        httpx.get(srv.base_url + "/items/3")
+        wait_for(lambda: [r for r in receiver.logs() if "looking up item 3" in str(r.body)])
+        stdout = srv.stdout()
+    assert "looking up item 3" in stdout
+    assert '"uvicorn.access"' not in stdout
+    assert not [r for r in receiver.logs() if "GET /items/3 HTTP" in str(r.body)]

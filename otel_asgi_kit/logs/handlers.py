@@ -91,6 +91,8 @@ def restore_log_handlers() -> None:
     if owns_console:
         for name in ROUTED_LOGGERS:
             logger = logging.getLogger(name)
+            if not logger.handlers and not logger.propagate:
+                continue  # switched off on purpose (uvicorn --no-access-log): stays off
             logger.handlers = []
             logger.propagate = True
 

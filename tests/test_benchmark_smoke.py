@@ -1,0 +1,54 @@
+"""The overhead benchmark runs end to end (``benchmarks/run.py --smoke``); no timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.server
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(400)
+def test_smoke_run_compares_the_three_variants_and_the_kit_exports(tmp_path: Path) -> None:
+    """One short round: bare, stock and kit rows in the table, and the sink received the kit's spans."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--smoke",
+            "--kit-python",
+            sys.executable,
+            "--output-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=380,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+
+    result = json.loads((tmp_path / "smoke.json").read_text())
+    table = (tmp_path / "smoke.md").read_text()
+    expected = {"bare", "stock", "kit"}
+    if "stock" in result["skipped"]:
+        # The stock distro's venv could not be built here (no index, too slow): say so, loudly.
+        assert "STOCK SKIPPED" in output
+        warnings.warn(f"benchmark smoke ran without the stock distro: {result['skipped']['stock']}", stacklevel=1)
+        expected = {"bare", "kit"}
+    assert {row["variant"] for row in result["summary"]} == expected
+    for variant in expected:
+        assert f"| plain | {variant} |" in table
+
+    kit_runs = [r for r in result["runs"] if r["variant"] == "kit"]
+    assert kit_runs and all("error" not in r for r in kit_runs), output
+    for run in kit_runs:
+        assert run["sink"]["decodes"], "the sink could not import opentelemetry-proto"
+        assert run["sink"]["spans"] > 0, output

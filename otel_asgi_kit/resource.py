@@ -6,6 +6,7 @@ import os
 import platform
 import socket
 import uuid
+from collections.abc import Mapping
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.version import __version__ as sdk_version
@@ -30,9 +31,27 @@ def build_resource(settings: Settings) -> Resource:
     # OTEL_SERVICE_NAME wins over service.name in OTEL_RESOURCE_ATTRIBUTES (spec).
     if settings.sources.get(OTEL_SERVICE_NAME.name) == "env" or "service.name" not in attributes:
         attributes["service.name"] = settings.service_name
-    return Resource(attributes).merge(process_resource())
+    # What differs per process: each worker is its own instance (built after a fork).
+    attributes["service.instance.id"] = str(uuid.uuid4())
+    attributes["process.pid"] = os.getpid()
+    return StableResource(attributes)
 
 
-def process_resource() -> Resource:
-    """What differs per process: each worker is its own instance (fresh after fork)."""
-    return Resource({"service.instance.id": str(uuid.uuid4()), "process.pid": os.getpid()})
+class StableResource(Resource):
+    """A Resource whose hash is computed once.
+
+    The OTLP encoders group every span and log record by resource, and the
+    SDK's ``Resource.__hash__`` JSON-serialises all attributes on each call —
+    once per exported span, on the export thread that shares the app's core.
+    Attributes of a Resource are immutable, so the hash can be kept.
+    """
+
+    def __init__(self, attributes: Mapping[str, str | int], schema_url: str | None = None) -> None:
+        super().__init__(dict(attributes), schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return super().__eq__(other)

@@ -193,13 +193,6 @@ class _Request:
 
     def send_wrapper(self, send: Send) -> Send:
         trace_header = self.inst.trace_header
-        header: tuple[bytes, bytes] | None = None
-        if trace_header is not None:
-            ctx = self.span.get_span_context()
-            header = (
-                trace_header,
-                f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}".encode(),
-            )
         capture_response = self.inst.response_headers.enabled
 
         async def send_wrapper(message: Message) -> None:
@@ -208,9 +201,11 @@ class _Request:
                 self.response_bytes += len(message.get("body", b""))
             elif kind == "http.response.start":
                 self.status = message["status"]
-                if header is not None:
+                if trace_header is not None:
+                    ctx = self.span.get_span_context()
+                    value = b"00-%032x-%016x-%02x" % (ctx.trace_id, ctx.span_id, ctx.trace_flags)
                     # A new list: the app may reuse its own (e.g. a module-level Response).
-                    message["headers"] = [*message.get("headers", ()), header]
+                    message["headers"] = [*message.get("headers", ()), (trace_header, value)]
                 if capture_response:
                     self.response_headers = message.get("headers")
             await send(message)

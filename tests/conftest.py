@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_asgi_kit.asgi.middleware import Instrumentation
 from otel_asgi_kit.metrics.http_aggregator import MetricsInjector
 from otel_asgi_kit.settings import load_settings
+from tests.support.otlp_receiver import OtlpReceiver
 
 
 @dataclass
@@ -49,3 +50,10 @@ def make_telemetry(env: dict[str, str] | None = None) -> Telemetry:
 @pytest.fixture
 def telemetry() -> Iterator[Telemetry]:
     yield make_telemetry()
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    """A real OTLP/HTTP receiver on 127.0.0.1 for what a server process exports."""
+    with OtlpReceiver() as rx:
+        yield rx

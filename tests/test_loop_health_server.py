@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -14,12 +13,6 @@ from tests.support.servers import kit_env, run_server
 pytestmark = pytest.mark.server
 
 LOOP_LOGGER = "otel_asgi_kit.loop"
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as rx:
-        yield rx
 
 
 def _scrape(admin_port: int) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -17,12 +16,6 @@ from tests.support.servers import kit_env, run_server
 pytestmark = pytest.mark.server
 
 COUNT = "http_server_request_duration_seconds_count"
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as rx:
-        yield rx
 
 
 def _env(receiver: OtlpReceiver, **extra: str) -> dict[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -19,12 +18,6 @@ FRAMEWORKS = ["fastapi", "starlette", "litestar", "quart", "nexios", "bare"]
 SERVERS = ["uvicorn", "hypercorn", "gunicorn"]
 SERVER_KIND = 2  # SpanKind.SERVER in OTLP
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as rx:
-        yield rx
 
 
 def _json_lines(text: str) -> list[dict]:

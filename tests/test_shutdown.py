@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -23,12 +22,6 @@ HOLD = {
     "OTEL_METRIC_EXPORT_INTERVAL": "600000",
     "OTEL_METRICS_EXPORTER": "prometheus,otlp",
 }
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as rx:
-        yield rx
 
 
 def _send(base_url: str, n: int) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from websockets.sync.client import connect
@@ -12,12 +10,6 @@ from tests.support.otlp_receiver import OtlpReceiver, wait_for
 from tests.support.servers import kit_env, run_server
 
 pytestmark = pytest.mark.server
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as rx:
-        yield rx
 
 
 @pytest.mark.parametrize("framework", ["fastapi", "starlette", "litestar", "quart", "nexios", "bare"])

@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from otel_asgi_kit.asgi.client import client_address
 from otel_asgi_kit.asgi.headers import GETTER, HeaderCapture
+from otel_asgi_kit.asgi.propagation import trace_header_value
 from otel_asgi_kit.asgi.routes import ERROR_KEY, route_template
 from otel_asgi_kit.asgi.websocket import traced_websocket
 from otel_asgi_kit.failsafe import report_once
@@ -202,10 +203,8 @@ class _Request:
             elif kind == "http.response.start":
                 self.status = message["status"]
                 if trace_header is not None:
-                    ctx = self.span.get_span_context()
-                    value = b"00-%032x-%016x-%02x" % (ctx.trace_id, ctx.span_id, ctx.trace_flags)
                     # A new list: the app may reuse its own (e.g. a module-level Response).
-                    message["headers"] = [*message.get("headers", ()), (trace_header, value)]
+                    message["headers"] = [*message.get("headers", ()), (trace_header, trace_header_value(self.span))]
                 if capture_response:
                     self.response_headers = message.get("headers")
             await send(message)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from otel_asgi_kit.asgi.headers import GETTER
+from otel_asgi_kit.asgi.propagation import extract_parent, trace_header_value
 from otel_asgi_kit.asgi.routes import route_template
 from otel_asgi_kit.failsafe import report_once
 from otel_asgi_kit.types import ASGIApp, Message, Receive, Scope, Send
@@ -58,10 +58,7 @@ class _Connection:
         from otel_asgi_kit.asgi.middleware import SPAN_KEY
 
         self.inst = inst
-        headers = scope.get("headers") or ()
-        fields = inst.propagation_fields
-        propagated = any(name in fields for name, _ in headers)
-        parent = inst.propagator.extract(headers, getter=GETTER) if propagated else None
+        parent = extract_parent(inst.propagator, inst.propagation_fields, scope.get("headers") or ())
         self.span = inst.tracer.start_span(
             "WS",
             context=parent,
@@ -106,9 +103,7 @@ class _Connection:
             elif kind == "websocket.accept":
                 self.accepted = True
                 if header is not None:
-                    ctx = self.span.get_span_context()
-                    value = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}".encode()
-                    message["headers"] = [*message.get("headers", ()), (header, value)]
+                    message["headers"] = [*message.get("headers", ()), (header, trace_header_value(self.span))]
             elif kind == "websocket.close" and self.close_code is None:
                 self.close_code = message.get("code", 1000)
             await send(message)

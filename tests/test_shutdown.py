@@ -79,7 +79,7 @@ def test_everything_before_the_signal_arrives(server: str, workers: int, sig: in
 
 @pytest.mark.parametrize("collector", ["refusing", "black-hole"])
 def test_dead_collector_exit_is_bounded(collector: str) -> None:
-    """With no collector answering, SIGTERM still ends the process within the 5 s flush bound."""
+    """With no collector answering, SIGTERM still ends the whole process within 5 s (4 s flush bound)."""
     with BlackHole() as hole:
         endpoint = hole.endpoint if collector == "black-hole" else refused_endpoint()
         env = kit_env(endpoint, **HOLD)
@@ -89,8 +89,8 @@ def test_dead_collector_exit_is_bounded(collector: str) -> None:
             stop(srv.process, signal.SIGTERM, timeout=30)
             elapsed = time.monotonic() - started
             stderr = srv.stderr()
-    assert elapsed < 6.5, f"exit took {elapsed:.1f}s"
-    assert "did not finish within 5s" in stderr or "cannot export" in stderr
+    assert elapsed < 5.0, f"exit took {elapsed:.1f}s"
+    assert "did not finish within 4s" in stderr or "cannot export" in stderr
 
 
 def test_dead_collector_is_reported_once_and_requests_still_fast() -> None:

@@ -32,7 +32,9 @@ def _trace_id(response: httpx.Response) -> str:
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_framework_under_server(framework: str, server: str, receiver: OtlpReceiver) -> None:
     """One correct SERVER span per request, trace header, JSON stdout and OTLP logs tied to it."""
-    with run_server(server, f"examples.{framework}_app:app", kit_env(receiver.endpoint)) as srv:
+    # gunicorn writes an access log only when asked; the kit keeps a server's choice.
+    extra = ("--access-logfile", "-") if server == "gunicorn" else ()
+    with run_server(server, f"examples.{framework}_app:app", kit_env(receiver.endpoint), extra_args=extra) as srv:
         # A connection each: servers close a keep-alive connection after an app error.
         base = srv.base_url
         item = httpx.get(base + "/items/7")
@@ -213,8 +215,9 @@ def test_entry_points_are_registered() -> None:
     assert "otel_asgi_kit" in out.split("]")[0] and "otel_asgi_kit" in out.split("]")[1]
 
 
-def test_no_access_log_stays_off(receiver: OtlpReceiver) -> None:
-    """uvicorn --no-access-log: the kit does not bring the access log back (stdout or OTLP)."""
+@pytest.mark.parametrize(("server", "args"), [("uvicorn", ("--no-access-log",)), ("gunicorn", ())])
+def test_no_access_log_stays_off(server: str, args: tuple[str, ...], receiver: OtlpReceiver) -> None:
+    """A server told to write no access log (uvicorn --no-access-log, gunicorn by default) writes none with the kit."""
     with run_server(
         "uvicorn", "examples.starlette_app:app", kit_env(receiver.endpoint), extra_args=("--no-access-log",)
     ) as srv:

@@ -1,7 +1,9 @@
 """Exactly one stdout handler and one OTLP handler on the root logger.
 
 Server and framework loggers (uvicorn, gunicorn, hypercorn, Litestar) are
-routed to the root logger so their lines — the access log included — get the
+routed to the root logger (``gunicorn.access`` is left as gunicorn set it:
+``UvicornWorker`` copies its handlers to ``uvicorn.access``, which is routed
+when gunicorn writes an access log at all) so their lines — the access log included — get the
 same format, trace ids and OTLP export. Servers and frameworks apply logging
 configs of their own after start-up (uvicorn's ``dictConfig``, Litestar's
 queue handler, a user's ``basicConfig``), so the config functions are wrapped
@@ -32,7 +34,6 @@ ROUTED_LOGGERS = (
     "uvicorn.error",
     "uvicorn.access",
     "gunicorn.error",
-    "gunicorn.access",
     "hypercorn.error",
     "hypercorn.access",
     "litestar",
@@ -91,8 +92,10 @@ def restore_log_handlers() -> None:
     if owns_console:
         for name in ROUTED_LOGGERS:
             logger = logging.getLogger(name)
-            if not logger.handlers and not logger.propagate:
-                continue  # switched off on purpose (uvicorn --no-access-log): stays off
+            if name.endswith(".access") and not logger.handlers and not logger.propagate:
+                # Switched off on purpose (uvicorn --no-access-log; gunicorn without
+                # --access-logfile, whose handlers UvicornWorker copies): stays off.
+                continue
             logger.handlers = []
             logger.propagate = True
 

@@ -59,7 +59,6 @@ class Kit:
     meter_provider: MeterProvider
     logger_provider: LoggerProvider
     instrumentation: Instrumentation
-    health: ExportHealth
     shutdown: BoundedShutdown
 
 
@@ -227,6 +226,5 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
         meter_provider=meter_provider,
         logger_provider=logger_provider,
         instrumentation=instrumentation,
-        health=health,
         shutdown=shutdown,
     )

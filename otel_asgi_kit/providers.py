@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypedDict
 
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter
@@ -35,7 +36,7 @@ from otel_asgi_kit.export_health import (
 from otel_asgi_kit.exporters import otlp_exporter
 from otel_asgi_kit.metrics.http_aggregator import KitPeriodicReader
 from otel_asgi_kit.metrics.snapshots import SnapshotExporter
-from otel_asgi_kit.settings import Settings
+from otel_asgi_kit.settings import BatchLimits, Settings
 
 _SDK_SELF_METRICS = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
 
@@ -58,6 +59,23 @@ def _self_metrics() -> Iterator[None]:
         os.environ.pop(_SDK_SELF_METRICS, None)
 
 
+class _BatchKwargs(TypedDict):
+    max_queue_size: int
+    schedule_delay_millis: int
+    max_export_batch_size: int
+    export_timeout_millis: int
+
+
+def _batch_limits(limits: BatchLimits) -> _BatchKwargs:
+    """OTEL_BSP_* / OTEL_BLRP_* as the batch processors' keyword arguments."""
+    return {
+        "max_queue_size": limits.max_queue_size,
+        "schedule_delay_millis": limits.schedule_delay_ms,
+        "max_export_batch_size": limits.max_export_batch_size,
+        "export_timeout_millis": limits.export_timeout_ms,
+    }
+
+
 def build_sampler(settings: Settings) -> Sampler:
     name, arg = settings.sampler, settings.sampler_arg
     root: Sampler = {"always_on": ALWAYS_ON, "always_off": ALWAYS_OFF}.get(
@@ -77,13 +95,7 @@ def build_tracer_provider(settings: Settings, resource: Resource, health: Export
                 if name == "otlp"
                 else ConsoleSpanExporter()
             )
-            processor = BatchSpanProcessor(
-                exporter,
-                max_queue_size=limits.max_queue_size,
-                schedule_delay_millis=limits.schedule_delay_ms,
-                max_export_batch_size=limits.max_export_batch_size,
-                export_timeout_millis=limits.export_timeout_ms,
-            )
+            processor = BatchSpanProcessor(exporter, **_batch_limits(limits))
         provider.add_span_processor(processor)
     return provider
 
@@ -138,12 +150,6 @@ def build_logger_provider(settings: Settings, resource: Resource, health: Export
                 if name == "otlp"
                 else ConsoleLogRecordExporter()
             )
-            processor = BatchLogRecordProcessor(
-                exporter,
-                max_queue_size=limits.max_queue_size,
-                schedule_delay_millis=limits.schedule_delay_ms,
-                max_export_batch_size=limits.max_export_batch_size,
-                export_timeout_millis=limits.export_timeout_ms,
-            )
+            processor = BatchLogRecordProcessor(exporter, **_batch_limits(limits))
         provider.add_log_record_processor(processor)
     return provider

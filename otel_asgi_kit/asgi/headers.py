@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from opentelemetry.propagators.textmap import Getter
 
-REDACTED = "REDACTED"
+from otel_asgi_kit.redaction import REDACTED
 
 RawHeaders = Iterable[tuple[bytes, bytes]]
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 T = TypeVar("T")
 
@@ -176,6 +176,3 @@ def wait_for(probe: Callable[[], T], timeout: float = 15.0, interval: float = 0.
         time.sleep(interval)
         value = probe()
     return value
-
-
-__all__ = ["KeyValue", "OtlpReceiver", "wait_for"]

@@ -113,6 +113,7 @@ def summarize(raw: Path) -> tuple[Counter[str], Counter[str], int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=list(SCENARIOS), default="plain")
+    parser.add_argument("--variant", choices=("kit", "bare"), default="kit", help="bare: the same app uninstrumented")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--kit-python", default=None)
@@ -126,7 +127,7 @@ def main() -> int:
         print("needs py-spy (pip install py-spy) and wrk", file=sys.stderr)
         return 2
     scenario = SCENARIOS[args.scenario]
-    kit = make_variants(kit_python, None)["kit"]
+    kit = make_variants(kit_python, None)[args.variant]
     raw = args.raw or Path(tempfile.mkdtemp(prefix="kit-profile-")) / "kit.raw"
     windows = 2 if args.svg else 1
     with Sink(kit_python) as sink:
@@ -145,14 +146,17 @@ def main() -> int:
             spans_before = sink.stats()["spans"] or 0
             subprocess.run(pinned(CLIENT_CORE, [*record, "--format", "raw", "-o", str(raw)]), capture_output=True)
             cpu = cpu_seconds(server.pid) - cpu_before
-            requests = (sink.stats()["spans"] or 0) - spans_before  # one span per request; exports lag slightly
+            # kit: one span per request (exports lag slightly); bare: wrk's rate over the window (below)
+            requests = (sink.stats()["spans"] or 0) - spans_before
             if args.svg:
                 subprocess.run(pinned(CLIENT_CORE, [*record, "-o", str(args.svg)]), capture_output=True)
             wrk_out = load.communicate()[0]
     components, leaves, total = summarize(raw)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", wrk_out)
+    if args.variant == "bare" and rps:
+        requests = int(float(rps.group(1)) * args.seconds)
     per_req = cpu * 1e6 / requests if requests else 0.0
-    print(f"kit, scenario {scenario.name}: {rps.group(1) if rps else '?'} req/s under wrk -c32")
+    print(f"{args.variant}, scenario {scenario.name}: {rps.group(1) if rps else '?'} req/s under wrk -c32")
     print(f"server CPU {cpu:.2f} s over {args.seconds} s, ~{requests} requests: {per_req:.0f} µs CPU/request")
     print(f"{total} samples (py-spy --gil: the thread holding the GIL); raw stacks: {raw}")
     print("\n   share  µs/req  component")

@@ -17,6 +17,7 @@ from starlette.routing import Mount, Route
 from otel_asgi_kit import failsafe
 from otel_asgi_kit.asgi.frameworks import install_framework_hooks
 from otel_asgi_kit.asgi.middleware import KitMiddleware
+from otel_asgi_kit.asgi.server_span import ServerSpanStarter
 from tests.conftest import Telemetry, make_telemetry
 
 
@@ -244,6 +245,7 @@ def test_failing_tracer_never_breaks_the_app(telemetry: Telemetry, capsys: pytes
             raise RuntimeError("tracer exploded")
 
     telemetry.instrumentation.tracer = Broken()  # type: ignore[assignment]
+    telemetry.instrumentation.server_spans = ServerSpanStarter(Broken())  # type: ignore[arg-type]
     failsafe._seen.clear()
 
     async def run() -> list[int]:

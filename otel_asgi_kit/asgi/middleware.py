@@ -15,12 +15,13 @@ from typing import Any
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace import Status, StatusCode, TracerProvider
 
 from otel_asgi_kit.asgi.client import client_address
 from otel_asgi_kit.asgi.headers import GETTER, HeaderCapture
 from otel_asgi_kit.asgi.propagation import trace_header_value
 from otel_asgi_kit.asgi.routes import ERROR_KEY, route_template
+from otel_asgi_kit.asgi.server_span import ServerSpan, ServerSpanStarter
 from otel_asgi_kit.asgi.websocket import traced_websocket
 from otel_asgi_kit.failsafe import report_once
 from otel_asgi_kit.loop_health import ensure_loop_monitor
@@ -49,6 +50,7 @@ class Instrumentation:
         http_metrics: HttpServerMetrics | None = None,
     ) -> None:
         self.tracer = tracer_provider.get_tracer(SCOPE_NAME, SCOPE_VERSION, schema_url=_SCHEMA_URL)
+        self.server_spans = ServerSpanStarter(self.tracer)
         meter = (
             meter_provider.get_meter(SCOPE_NAME, SCOPE_VERSION, schema_url=_SCHEMA_URL)
             if meter_provider is not None
@@ -176,14 +178,10 @@ class _Request:
         http_version = scope.get("http_version")
         if http_version:
             attributes["network.protocol.version"] = http_version
+        span = inst.server_spans.start("HTTP" if method == "_OTHER" else method, parent, attributes)
         if inst.request_headers.enabled:
-            attributes.update(inst.request_headers.attributes(headers))
-        span = inst.tracer.start_span(
-            "HTTP" if method == "_OTHER" else method,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-        )
+            # Header names come from the client: the SDK's checks and limits apply to these.
+            span.set_attributes(inst.request_headers.attributes(headers))
         self.span = span
         self.token = context.attach(trace.set_span_in_context(span, parent))
         scope[SPAN_KEY] = span
@@ -278,7 +276,6 @@ class _Request:
             span.set_status(Status(StatusCode.ERROR))
         route = route_template(scope, status)
         method = self.method
-        # One set_attributes call: each SDK call takes the span's lock.
         attributes: dict[str, Any] = {}
         if route is not None:
             span.update_name(f"{'HTTP' if method == '_OTHER' else method} {route}")
@@ -290,9 +287,12 @@ class _Request:
         client = client_address(self.peer, scope.get("headers") or (), self.inst.trusted_proxies)
         if client:
             attributes["client.address"] = client
+        if type(span) is ServerSpan:
+            span.set_kit_attributes(attributes)
+        else:
+            span.set_attributes(attributes)
         if self.response_headers is not None:
-            attributes.update(self.inst.response_headers.attributes(self.response_headers))
-        span.set_attributes(attributes)
+            span.set_attributes(self.inst.response_headers.attributes(self.response_headers))
         if status in _AUTH_FAILURES:
             self._security_event(scope, route, status, client)
         span.end()

@@ -1,0 +1,102 @@
+"""The stock OTLP/HTTP span and log exporters, sending bytes from ``wire``.
+
+Only the encoding step is replaced. The exporters keep their stock transport,
+retries, compression, headers, TLS options, request-size limit and self-metrics.
+That means using four attributes of the stock classes that are not part of
+their public API (``_client``, ``_metrics``, ``_max_request_size``, ``_shutdown``).
+If a later release changes them, ``direct`` is False and the stock ``export``
+runs unchanged. ``tests/test_otlp_wire.py`` fails then, so we notice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from opentelemetry.exporter.otlp.proto.http._common import RequestPayloadTooLargeError, _is_request_too_large
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExportResult
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from otel_asgi_kit.otlp import wire
+
+_logger = logging.getLogger(__name__)
+_NEEDED = ("_client", "_metrics", "_max_request_size", "_shutdown")
+_Result = TypeVar("_Result", SpanExportResult, LogRecordExportResult)
+
+
+def _has_direct_path(exporter: object) -> bool:
+    client = getattr(exporter, "_client", None)
+    return all(hasattr(exporter, name) for name in _NEEDED) and callable(getattr(client, "export", None))
+
+
+def _send(
+    exporter: Any,
+    batch: Sequence[Any],
+    encode: Callable[[Sequence[Any]], bytes],
+    what: str,
+    success: _Result,
+    failure: _Result,
+) -> _Result:
+    """What the stock ``export`` does, with the kit's bytes."""
+    with exporter._metrics.export_operation(len(batch)) as result:
+        try:
+            data = encode(batch)
+        except Exception as error:  # a bug here must cost this batch only
+            _logger.error("Failed to encode %s batch: %s", what, error)
+            result.error = error
+            return failure
+        limit = exporter._max_request_size
+        if _is_request_too_large(data, limit):
+            _logger.warning(
+                "Dropping %s batch: serialized size %d bytes exceeds max_request_size %d bytes.", what, len(data), limit
+            )
+            result.error = RequestPayloadTooLargeError(
+                f"Serialized {what} request size {len(data)} bytes exceeds max_request_size {limit} bytes."
+            )
+            return failure
+        sent = exporter._client.export(data)
+        if not sent.success:
+            result.error = sent.error
+            result.error_attrs = (
+                {"http.response.status_code": sent.status_code} if sent.status_code is not None else None
+            )
+            return failure
+    return success
+
+
+class DirectSpanExporter(OTLPSpanExporter):
+    """``OTLPSpanExporter`` encoding with ``wire.encode_trace_request``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.direct = _has_direct_path(self)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not self.direct or self._shutdown:
+            return super().export(spans)
+        return _send(self, spans, wire.encode_trace_request, "span", SpanExportResult.SUCCESS, SpanExportResult.FAILURE)
+
+
+class DirectLogExporter(OTLPLogExporter):
+    """``OTLPLogExporter`` encoding with ``wire.encode_logs_request``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.direct = _has_direct_path(self)
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        if not self.direct or self._shutdown:
+            return super().export(batch)
+        return _send(
+            self,
+            batch,
+            wire.encode_logs_request,
+            "logs",
+            LogRecordExportResult.SUCCESS,
+            LogRecordExportResult.FAILURE,
+        )

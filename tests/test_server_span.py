@@ -1,0 +1,171 @@
+"""The kit's short path to a SERVER span gives what ``Tracer.start_span`` gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import TraceState
+
+from otel_asgi_kit.asgi.server_span import ServerSpan, ServerSpanStarter
+
+
+class RecordOnly(Sampler):
+    def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_ONLY, {"sampler.said": "record"}, TraceState([("s", "1")]))
+
+    def get_description(self) -> str:
+        return "RecordOnly"
+
+
+def _parent(sampled: bool, remote: bool = True) -> Context:
+    ctx = SpanContext(
+        0x0AF7651916CD43DD8448EB211C80319C,
+        0xB7AD6B7169203331,
+        is_remote=remote,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else 0),
+        trace_state=TraceState([("vendor", "v")]),
+    )
+    return trace.set_span_in_context(NonRecordingSpan(ctx))
+
+
+def _attrs() -> dict[str, Any]:
+    return {"http.request.method": "GET", "url.path": "/items/1", "url.scheme": "http"}
+
+
+def _both(sampler: Sampler, parent: Context | None, limits: SpanLimits | None = None) -> tuple[Any, Any, Any]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler, resource=Resource({"service.name": "t"}), span_limits=limits)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("otel_asgi_kit", "1")
+    starter = ServerSpanStarter(tracer)
+    ours = starter.start("GET", parent, _attrs())
+    stock = tracer.start_span("GET", context=parent, kind=SpanKind.SERVER, attributes=_attrs())
+    for span in (ours, stock):
+        span.update_name("GET /items/{id}")
+        span.set_attribute("user.set", 5)
+        span.set_status(Status(StatusCode.ERROR, "boom"))
+        span.add_event("e", {"k": "v"})
+        span.end()
+    return starter, (ours, stock), exporter.get_finished_spans()
+
+
+def _without_ids(message: ExportTraceServiceRequest) -> ExportTraceServiceRequest:
+    for rs in message.resource_spans:
+        for ss in rs.scope_spans:
+            for s in ss.spans:
+                s.span_id = b""
+                s.start_time_unix_nano = s.end_time_unix_nano = 0
+                s.trace_id = s.trace_id if s.parent_span_id else b""
+                for e in s.events:
+                    e.time_unix_nano = 0
+    return message
+
+
+@pytest.mark.parametrize(
+    ("sampler", "parent"),
+    [
+        (ParentBased(ALWAYS_ON), None),
+        (ParentBased(ALWAYS_ON), _parent(sampled=True)),
+        (ParentBased(ALWAYS_ON), _parent(sampled=False)),
+        (ParentBased(ALWAYS_ON), _parent(sampled=True, remote=False)),
+        (ALWAYS_ON, _parent(sampled=False)),
+        (ALWAYS_OFF, None),
+        (TraceIdRatioBased(1.0), None),
+        (ParentBased(TraceIdRatioBased(0.0)), None),
+        (RecordOnly(), _parent(sampled=True)),
+    ],
+)
+def test_same_span_as_the_sdk(sampler: Sampler, parent: Context | None) -> None:
+    starter, (ours, stock), finished = _both(sampler, parent)
+    assert starter.fast
+    assert type(ours) is (ServerSpan if stock.is_recording() or isinstance(stock, SdkSpan) else NonRecordingSpan)
+    a, b = ours.get_span_context(), stock.get_span_context()
+    assert (a.trace_flags, a.trace_state, a.is_remote) == (b.trace_flags, b.trace_state, b.is_remote)
+    if parent is None:
+        assert a.trace_id != b.trace_id  # each root gets its own trace
+    else:
+        assert a.trace_id == b.trace_id
+    exported = [s for s in finished if isinstance(s, ReadableSpan)]
+    if not b.trace_flags.sampled:
+        assert exported == []  # neither is exported
+        return
+    assert len(exported) == 2
+    ours_encoded = ExportTraceServiceRequest.FromString(encode_spans(exported[:1]).SerializeToString())
+    stock_encoded = ExportTraceServiceRequest.FromString(encode_spans(exported[1:]).SerializeToString())
+    assert _without_ids(ours_encoded) == _without_ids(stock_encoded)
+
+
+def test_fields_match_the_sdk_span() -> None:
+    _, (ours, stock), _ = _both(ParentBased(ALWAYS_ON), None)
+    assert set(vars(ours)) == set(vars(stock))
+    assert set(vars(ours._attributes)) == set(vars(stock._attributes))
+    assert dict(ours.attributes) == {**_attrs(), "user.set": 5}
+
+
+def test_user_attributes_are_still_checked() -> None:
+    provider = TracerProvider()
+    starter = ServerSpanStarter(provider.get_tracer("t"))
+    span = starter.start("GET", None, _attrs())
+    span.set_attribute("bad", object())  # type: ignore[arg-type]
+    span.set_attribute("list", [1, 2])
+    assert type(span.attributes["bad"]) in (str, type(None))  # the SDK's conversion, not the object
+    assert span.attributes["list"] == (1, 2)
+    assert isinstance(span, ServerSpan)
+    span.set_kit_attributes({"http.route": "/x"})
+    span.end()
+    span.set_kit_attributes({"after.end": "ignored"})
+    assert "after.end" not in span.attributes
+    assert span.attributes["http.route"] == "/x"
+
+
+def test_limits_that_truncate_use_the_sdk_path() -> None:
+    starter, (ours, _), finished = _both(ParentBased(ALWAYS_ON), None, SpanLimits(max_span_attribute_length=4))
+    assert not starter.fast
+    assert ours.attributes["url.path"] == "/ite"
+    assert len(finished) == 2
+
+
+def test_disabled_tracer_and_api_tracer() -> None:
+    from opentelemetry.trace import NoOpTracer
+
+    starter = ServerSpanStarter(NoOpTracer())
+    assert not starter.fast
+    assert not starter.start("GET", None, _attrs()).is_recording()
+
+
+def test_processors_see_start_and_end() -> None:
+    seen: list[str] = []
+
+    class Watch(SimpleSpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            seen.append(f"start {span.name}")
+
+        def on_end(self, span: ReadableSpan) -> None:
+            seen.append(f"end {span.name}")
+
+    provider = TracerProvider()
+    provider.add_span_processor(Watch(InMemorySpanExporter()))
+    span = ServerSpanStarter(provider.get_tracer("t")).start("GET", None, _attrs())
+    span.update_name("GET /r")
+    span.end()
+    assert seen == ["start GET", "end GET /r"]

@@ -277,8 +277,9 @@ class _Request:
         route = route_template(scope, status)
         method = self.method
         attributes: dict[str, Any] = {}
+        name = None
         if route is not None:
-            span.update_name(f"{'HTTP' if method == '_OTHER' else method} {route}")
+            name = f"{'HTTP' if method == '_OTHER' else method} {route}"
             attributes["http.route"] = route
         if status:
             attributes["http.response.status_code"] = status
@@ -288,8 +289,10 @@ class _Request:
         if client:
             attributes["client.address"] = client
         if type(span) is ServerSpan:
-            span.set_kit_attributes(attributes)
+            span.set_kit_attributes(attributes, name)
         else:
+            if name is not None:
+                span.update_name(name)
             span.set_attributes(attributes)
         if self.response_headers is not None:
             span.set_attributes(self.inst.response_headers.attributes(self.response_headers))

@@ -74,12 +74,15 @@ _MOST_KIT_ATTRIBUTES = 32  # more than a server span ever gets from the kit (hea
 class ServerSpan(sdk_trace.Span):
     """An SDK ``Span``; only its construction and the kit's own attributes skip the checks."""
 
-    def set_kit_attributes(self, attributes: dict[str, Any]) -> None:
-        """Attributes the kit built (str, int): no type checks, same lock and ended-span rule as the SDK."""
+    def set_kit_attributes(self, attributes: dict[str, Any], name: str | None = None) -> None:
+        """Attributes the kit built (str, int), and the final name: no type checks, one lock,
+        and the SDK's rule that an ended span does not change."""
         bounded: Any = self._attributes
         with self._lock:
             if self._end_time is None:
                 bounded._dict.update(attributes)
+                if name is not None:
+                    self._name = name
 
 
 def _trusted_attributes(prototype: BoundedAttributes, attributes: dict[str, Any]) -> BoundedAttributes:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter
+from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -34,6 +34,7 @@ from otel_asgi_kit.export_health import (
     ReportingSpanExporter,
 )
 from otel_asgi_kit.exporters import otlp_exporter
+from otel_asgi_kit.logs.otlp_handler import DirectBatchLogRecordProcessor
 from otel_asgi_kit.metrics.http_aggregator import KitPeriodicReader
 from otel_asgi_kit.metrics.snapshots import SnapshotExporter
 from otel_asgi_kit.settings import BatchLimits, Settings
@@ -150,6 +151,6 @@ def build_logger_provider(settings: Settings, resource: Resource, health: Export
                 if name == "otlp"
                 else ConsoleLogRecordExporter()
             )
-            processor = BatchLogRecordProcessor(exporter, **_batch_limits(limits))
+            processor = DirectBatchLogRecordProcessor(exporter, **_batch_limits(limits))
         provider.add_log_record_processor(processor)
     return provider

@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -33,6 +32,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from otel_asgi_kit.asgi.middleware import Instrumentation
 from otel_asgi_kit.bootstrap import use_instrumentation
+from otel_asgi_kit.logs.otlp_handler import OtlpLogHandler
 from otel_asgi_kit.metrics.http_aggregator import MetricsInjector
 from otel_asgi_kit.settings import load_settings
 
@@ -65,7 +65,7 @@ class KitCapture:
         self.log_exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
         self.logger_provider = LoggerProvider(resource=self.resource)
         self.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(self.log_exporter))
-        self.log_handler = LoggingHandler(logger_provider=self.logger_provider)
+        self.log_handler = OtlpLogHandler(self.logger_provider)
         self.instrumentation = Instrumentation(self.settings, self.tracer_provider, self.meter_provider)
 
     def spans(self, name: str | None = None) -> list[ReadableSpan]:

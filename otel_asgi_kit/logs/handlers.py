@@ -21,10 +21,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 
 from otel_asgi_kit.logs.ecs_json import EcsJsonFormatter, TextFormatter
+from otel_asgi_kit.logs.otlp_handler import OtlpLogHandler
 from otel_asgi_kit.settings import Settings
 
 _MARK = "_otel_asgi_kit_handler"
@@ -56,7 +56,7 @@ def install_log_handlers(settings: Settings, logger_provider: LoggerProvider | N
         )
         _installed.append(stdout)
     if logger_provider is not None and settings.logs_exporters:
-        otlp = LoggingHandler(logger_provider=logger_provider)
+        otlp = OtlpLogHandler(logger_provider)
         otlp.addFilter(_not_from_exporters)
         _installed.append(otlp)
     for handler in _installed:

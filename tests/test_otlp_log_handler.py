@@ -1,0 +1,108 @@
+"""The kit's logging → OTel handler and batch processor give what the stock ones give."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    InMemoryLogRecordExporter,
+    SimpleLogRecordProcessor,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+from otel_asgi_kit.logs.otlp_handler import DirectBatchLogRecordProcessor, OtlpLogHandler
+
+
+def _log_everything(handler: logging.Handler) -> None:
+    logger = logging.getLogger("test_otlp_log_handler.app")
+    logger.propagate = False
+    logger.setLevel(1)
+    logger.addHandler(handler)
+    try:
+        with TracerProvider().get_tracer("t").start_as_current_span("request"):
+            logger.info("plain %s", "args")
+            logger.warning("with extra", extra={"http.route": "/x", "n": 3, "otel.event.name": "my.event"})
+            logger.error("deprecated event name", extra={"event.name": "old.event"})
+            try:
+                raise ValueError("boom", 2)
+            except ValueError:
+                logger.exception("failed")
+        logger.critical("outside any span")
+        logger.log(5, "below debug")
+        logger.log(60, "above critical")
+        logger.debug({"structured": "body"})  # type: ignore[arg-type]
+    finally:
+        logger.removeHandler(handler)
+
+
+def _records(make: Any) -> list[Any]:
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=Resource({"service.name": "logs"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    _log_everything(make(provider))
+    return list(exporter.get_finished_logs())
+
+
+def _decoded(records: list[Any]) -> ExportLogsServiceRequest:
+    message = ExportLogsServiceRequest.FromString(encode_logs(records).SerializeToString())
+    for rl in message.resource_logs:
+        for sl in rl.scope_logs:
+            for r in sl.log_records:
+                r.observed_time_unix_nano = r.time_unix_nano = 0
+                r.trace_id = r.span_id = b"x" if r.trace_id else b""
+                for kv in r.attributes:
+                    if kv.key == "exception.stacktrace":
+                        kv.value.string_value = kv.value.string_value.split("\n")[-2]  # the line, not the paths
+    return message
+
+
+def test_same_records_as_the_stock_handler() -> None:
+    ours = _records(OtlpLogHandler)
+    stock = _records(lambda provider: LoggingHandler(logger_provider=provider))
+    assert len(ours) == len(stock) == 8
+    assert _decoded(ours) == _decoded(stock)
+    assert [r.log_record.event_name for r in ours[1:3]] == ["my.event", "old.event"]
+    assert ours[0].log_record.trace_id and not ours[4].log_record.trace_id
+
+
+def test_a_failing_pipeline_never_breaks_the_caller(capsys: pytest.CaptureFixture[str]) -> None:
+    class Broken(LoggerProvider):
+        def get_logger(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("provider exploded")
+
+    from otel_asgi_kit import failsafe
+
+    failsafe._seen.clear()
+    _log_everything(OtlpLogHandler(Broken()))
+    assert capsys.readouterr().err.count("provider exploded") == 1
+
+
+def test_batch_processor_exports_detached_copies() -> None:
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=Resource({"service.name": "logs"}))
+    processor = DirectBatchLogRecordProcessor(exporter, schedule_delay_millis=10)
+    provider.add_log_record_processor(processor)
+    _log_everything(OtlpLogHandler(provider))
+    processor.force_flush()
+    ours = exporter.get_finished_logs()
+    assert hasattr(processor, "_batch_processor"), "the stock processor changed: on_emit falls back to it"
+    assert len(ours) == 8
+    assert all(len(r.log_record.context) == 0 for r in ours)  # no reference to the request's context
+
+    stock_exporter = InMemoryLogRecordExporter()
+    stock_provider = LoggerProvider(resource=Resource({"service.name": "logs"}))
+    stock_processor = BatchLogRecordProcessor(stock_exporter, schedule_delay_millis=10)
+    stock_provider.add_log_record_processor(stock_processor)
+    _log_everything(OtlpLogHandler(stock_provider))
+    stock_processor.force_flush()
+    assert _decoded(list(ours)) == _decoded(list(stock_exporter.get_finished_logs()))
+    provider.shutdown()
+    stock_provider.shutdown()

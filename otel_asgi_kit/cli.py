@@ -74,6 +74,7 @@ def doctor(app: str | None, environ: Mapping[str, str], out: TextIO) -> int:
     if app is not None:
         check_app(report, app)
     show_servers(report)
+    show_fast_paths(report)
     report.line()
     if not report.problems:
         report.line("No problems found.")
@@ -255,6 +256,36 @@ def show_servers(report: Report) -> None:
     report.line(f"\nServers: {', '.join(found)}")
     if all(s.endswith("not installed") for s in found):
         report.line("  the kit hooks these servers; under another one wrap the app with otel_asgi_kit.instrument(app)")
+
+
+def fast_paths() -> dict[str, bool]:
+    """Whether the kit's shortcuts around the SDK apply to the installed SDK and exporter releases."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_asgi_kit.asgi.server_span import ServerSpanStarter
+    from otel_asgi_kit.otlp.http_exporters import DirectLogExporter, DirectSpanExporter
+
+    span_exporter = DirectSpanExporter(endpoint="http://127.0.0.1:4318/v1/traces")
+    log_exporter = DirectLogExporter(endpoint="http://127.0.0.1:4318/v1/logs")
+    found = {
+        "server span start": ServerSpanStarter(TracerProvider().get_tracer("doctor")).fast,
+        "span encoding": span_exporter.direct,
+        "log encoding": log_exporter.direct,
+    }
+    span_exporter.shutdown()
+    log_exporter.shutdown()
+    return found
+
+
+def show_fast_paths(report: Report) -> None:
+    found = fast_paths()
+    slow = [name for name, on in found.items() if not on]
+    report.line(f"\nFast paths: {'all on' if not slow else 'off for ' + ', '.join(slow)}")
+    if slow:
+        report.line(
+            "  the installed opentelemetry-sdk/exporter changed what these rely on; the SDK's own code runs "
+            "instead (same telemetry, more CPU per request)"
+        )
 
 
 if __name__ == "__main__":

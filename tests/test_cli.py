@@ -57,6 +57,19 @@ def test_clean_configuration_exits_zero(quiet_env: dict[str, str]) -> None:
     assert code == 0, output
     assert _problems(output) == []
     assert "No problems found." in output
+    # The installed SDK/exporter releases are the ones the kit's shortcuts were written for.
+    assert "Fast paths: all on" in output
+
+
+def test_a_changed_sdk_turns_fast_paths_off_and_says_so(
+    quiet_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otel_asgi_kit.asgi import server_span
+
+    monkeypatch.setattr(server_span, "_SPAN_FIELDS", server_span._SPAN_FIELDS | {"_a_new_sdk_field"})
+    code, output = _run(quiet_env)
+    assert code == 0, output
+    assert "Fast paths: off for server span start" in output
 
 
 def test_every_variable_is_listed_with_its_source(quiet_env: dict[str, str]) -> None:

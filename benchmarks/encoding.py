@@ -49,7 +49,9 @@ def server_spans() -> Sequence[Any]:
             },
         )
         span.update_name("GET /items/{id}")
-        span.set_attributes({"http.route": "/items/{id}", "http.response.status_code": 200, "client.address": "127.0.0.1"})
+        span.set_attributes(
+            {"http.route": "/items/{id}", "http.response.status_code": 200, "client.address": "127.0.0.1"}
+        )
         span.end()
     return exporter.get_finished_spans()
 

@@ -65,6 +65,11 @@ def _both(sampler: Sampler, parent: Context | None, limits: SpanLimits | None = 
         span.set_attribute("user.set", 5)
         span.set_status(Status(StatusCode.ERROR, "boom"))
         span.add_event("e", {"k": "v"})
+        span.add_link(SpanContext(5, 6, is_remote=True), {"why": "batch"})
+        try:
+            raise KeyError("k")
+        except KeyError as exc:
+            span.record_exception(exc)
         span.end()
     return starter, (ours, stock), exporter.get_finished_spans()
 
@@ -78,6 +83,9 @@ def _without_ids(message: ExportTraceServiceRequest) -> ExportTraceServiceReques
                 s.trace_id = s.trace_id if s.parent_span_id else b""
                 for e in s.events:
                     e.time_unix_nano = 0
+                    for kv in e.attributes:
+                        if kv.key == "exception.stacktrace":
+                            kv.value.string_value = ""
     return message
 
 

@@ -72,7 +72,31 @@ _MOST_KIT_ATTRIBUTES = 32  # more than a server span ever gets from the kit (hea
 
 
 class ServerSpan(sdk_trace.Span):
-    """An SDK ``Span``; only its construction and the kit's own attributes skip the checks."""
+    """An SDK ``Span``; only its construction and the kit's own attributes skip the checks.
+
+    Two more savings, both invisible through the span API: the event and link
+    lists are made on first use (most server spans have neither), and when
+    the span ends, processors get the span itself rather than a copy (it can
+    no longer change then: every setter checks ``_end_time``).
+    """
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
+        self._make_lists()
+        super().add_event(name, attributes, timestamp)
+
+    def add_link(self, context: SpanContext, attributes: Any = None) -> None:
+        self._make_lists()
+        super().add_link(context, attributes)
+
+    def _make_lists(self) -> None:
+        if type(self._events) is tuple:
+            with self._lock:
+                if type(self._events) is tuple:
+                    self._events = BoundedList(self._limits.max_events)
+                    self._links = BoundedList(self._limits.max_links)
+
+    def _readable_span(self) -> sdk_trace.ReadableSpan:
+        return self
 
     def set_kit_attributes(self, attributes: dict[str, Any], name: str | None = None) -> None:
         """Attributes the kit built (str, int), and the final name: no type checks, one lock,
@@ -123,8 +147,6 @@ class ServerSpanStarter:
         self._prototype = {k: v for k, v in fields.items() if k not in ("_lock", "_attributes", "_events", "_links")}
         self._attributes_prototype = fields["_attributes"]
         self._max_attributes = limits.max_span_attributes
-        self._max_events = limits.max_events
-        self._max_links = limits.max_links
         self._processor = tracer.span_processor
         self._sampler: Any = tracer.sampler
         self._default_sampler = self._sampler.get_description() == _DEFAULT_SAMPLER
@@ -182,8 +204,7 @@ class ServerSpanStarter:
             if sampler_attributes is None
             else BoundedAttributes(self._max_attributes, sampler_attributes, immutable=False)
         )
-        fields["_events"] = BoundedList(self._max_events)
-        fields["_links"] = BoundedList(self._max_links)
+        fields["_events"] = fields["_links"] = ()  # see ServerSpan._make_lists
         fields["_start_time"] = time_ns()
         self._processor.on_start(span, parent_context=parent)
         return cast(ServerSpan, span)

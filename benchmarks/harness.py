@@ -88,6 +88,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def user_seconds(pid: int) -> float:
+    """utime alone: what the process computed, without the system time that CPU steal inflates."""
+    data = Path(f"/proc/{pid}/stat").read_text()
+    return int(data[data.rindex(")") + 2 :].split()[11]) / CLK_TCK
+
+
 def memory_kb(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak RSS) in kB."""
     found: dict[str, int] = {}

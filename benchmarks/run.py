@@ -43,6 +43,7 @@ from harness import (
     python_facts,
     started,
     steal_percent,
+    user_seconds,
 )
 from load import LoadGenerator, find_wrk
 
@@ -127,9 +128,9 @@ def run_one(variant: Variant, scenario: Scenario, args: argparse.Namespace, load
         with started(server, READY_PATH) as probes:
             record["startup_s"] = round(time.monotonic() - began, 2)
             warm = load.run(url, args.warmup) if args.warmup > 0 else None
-            cpu_before, steal_before = cpu_seconds(server.pid), core_times()
+            cpu_before, user_before, steal_before = cpu_seconds(server.pid), user_seconds(server.pid), core_times()
             measured = load.run(url, args.duration)
-            cpu_after, steal_after = cpu_seconds(server.pid), core_times()
+            cpu_after, user_after, steal_after = cpu_seconds(server.pid), user_seconds(server.pid), core_times()
             record["rss_mb"] = round(memory_kb(server.pid).get("VmRSS", 0) / 1024, 1)
             if admin_port is not None:
                 time.sleep(1.5)  # one snapshot interval (1 s) so the scrape has every request
@@ -144,6 +145,7 @@ def run_one(variant: Variant, scenario: Scenario, args: argparse.Namespace, load
             p50_ms=measured.p50_us / 1000,
             p99_ms=measured.p99_us / 1000,
             cpu_us_per_req=(cpu_after - cpu_before) * 1e6 / measured.requests if measured.requests else None,
+            user_us_per_req=(user_after - user_before) * 1e6 / measured.requests if measured.requests else None,
             cpu_s=round(cpu_after - cpu_before, 2),
             errors=measured.errors + measured.status_errors + (warm.errors + warm.status_errors if warm else 0),
             steal_pct=round(steal_percent(steal_before, steal_after), 1),
@@ -185,6 +187,11 @@ def summarize(runs: list[dict[str, Any]], scenarios: Sequence[str], variants: Se
                 for n, r in mine.items()
                 if n in bare and r["cpu_us_per_req"] is not None and bare[n]["cpu_us_per_req"] is not None
             ]
+            paired_user = [
+                r["user_us_per_req"] - bare[n]["user_us_per_req"]
+                for n, r in mine.items()
+                if n in bare and r.get("user_us_per_req") is not None and bare[n].get("user_us_per_req") is not None
+            ]
             rows.append(
                 {
                     "scenario": scenario,
@@ -196,6 +203,8 @@ def summarize(runs: list[dict[str, Any]], scenarios: Sequence[str], variants: Se
                     "cpu_us_per_req": cpu,
                     "cpu_us_per_req_by_round": [round(mine[n]["cpu_us_per_req"] or 0, 1) for n in sorted(mine)],
                     "overhead_us_per_req": None if variant == "bare" else median(paired),
+                    "user_us_per_req": median([r.get("user_us_per_req") for r in mine.values()]),
+                    "user_overhead_us_per_req": None if variant == "bare" else median(paired_user),
                     "rps_vs_bare": ratio(rps, bare_rps),
                     "cpu_vs_bare": ratio(cpu, bare_cpu),
                     "spans_per_req": median([r.get("spans_per_req") for r in mine.values()]),
@@ -262,6 +271,11 @@ def fmt(value: float | None, spec: str = ".0f", suffix: str = "") -> str:
     return "—" if value is None else f"{value:{spec}}{suffix}"
 
 
+def _user(row: dict[str, Any]) -> str:
+    overhead = row["user_overhead_us_per_req"]
+    return fmt(row["user_us_per_req"]) + ("" if overhead is None else f" ({overhead:+.0f})")
+
+
 def render(
     meta: dict[str, Any],
     rows: list[dict[str, Any]],
@@ -299,15 +313,17 @@ def render(
     lines += [
         "",
         "| scenario | variant | req/s | p50 ms | p99 ms | CPU µs/req | by round | overhead µs/req "
-        "| req/s ÷ bare | CPU ÷ bare | spans/req | logs/req | errors |",
-        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| user µs/req (overhead) | req/s ÷ bare | CPU ÷ bare | spans/req | logs/req | errors |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['scenario']} | {r['variant']} | {fmt(r['rps'])} | {fmt(r['p50_ms'], '.2f')} "
             f"| {fmt(r['p99_ms'], '.2f')} | {fmt(r['cpu_us_per_req'])} "
             f"| {' / '.join(f'{v:.0f}' for v in r['cpu_us_per_req_by_round'])} "
-            f"| {fmt(r['overhead_us_per_req'], '+.0f')} | {fmt(r['rps_vs_bare'], '.2f')} "
+            f"| {fmt(r['overhead_us_per_req'], '+.0f')} "
+            f"| {_user(r)} "
+            f"| {fmt(r['rps_vs_bare'], '.2f')} "
             f"| {fmt(r['cpu_vs_bare'], '.2f')} | {fmt(r['spans_per_req'], '.2f')} "
             f"| {fmt(r['logs_per_req'], '.2f')} | {r['errors']} |"
         )

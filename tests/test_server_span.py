@@ -177,3 +177,18 @@ def test_processors_see_start_and_end() -> None:
     span.update_name("GET /r")
     span.end()
     assert seen == ["start GET", "end GET /r"]
+
+
+def test_an_sdk_that_changed_gets_its_own_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A constructor or internals the kit does not know: no error, the SDK's start_span as before."""
+    from otel_asgi_kit.asgi import server_span
+
+    def changed(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("__init__() got an unexpected keyword argument 'trace_config'")
+
+    monkeypatch.setattr(server_span.ServerSpan, "__init__", changed)
+    starter = ServerSpanStarter(TracerProvider().get_tracer("t"))
+    assert not starter.fast
+    span = starter.start("GET", None, _attrs())
+    assert isinstance(span, SdkSpan) and not isinstance(span, ServerSpan)
+    assert span.attributes["url.path"] == "/items/1"

@@ -123,13 +123,18 @@ class ServerSpanStarter:
     def __init__(self, tracer: trace_api.Tracer) -> None:
         self._tracer: Any = tracer
         self.fast = False
-        if not isinstance(tracer, sdk_trace.Tracer):
-            return
+        if isinstance(tracer, sdk_trace.Tracer) and callable(getattr(tracer, "_is_enabled", None)):
+            try:
+                self.fast = self._prepare(tracer)
+            except Exception:  # an SDK that differs from the one this was written for: its own path
+                self.fast = False
+
+    def _prepare(self, tracer: Any) -> bool:
         limits = tracer._span_limits
         if limits.max_span_attribute_length is not None or (
             limits.max_span_attributes is not None and limits.max_span_attributes < _MOST_KIT_ATTRIBUTES
         ):
-            return  # truncation or eviction asked for: the SDK applies it
+            return False  # truncation or eviction asked for: the SDK applies it
         prototype = ServerSpan(
             name="",
             context=SpanContext(1, 1, is_remote=False),
@@ -143,7 +148,7 @@ class ServerSpanStarter:
         )
         fields = vars(prototype)
         if set(fields) != _SPAN_FIELDS or set(vars(fields["_attributes"])) != _ATTRIBUTE_FIELDS:
-            return
+            return False
         self._prototype = {k: v for k, v in fields.items() if k not in ("_lock", "_attributes", "_events", "_links")}
         self._attributes_prototype = fields["_attributes"]
         self._max_attributes = limits.max_span_attributes
@@ -152,7 +157,7 @@ class ServerSpanStarter:
         self._default_sampler = self._sampler.get_description() == _DEFAULT_SAMPLER
         self._ids = tracer.id_generator
         self._random_ids = tracer.id_generator.is_trace_id_random()
-        self.fast = True
+        return True
 
     def start(self, name: str, parent: context_api.Context | None, attributes: dict[str, Any]) -> trace_api.Span:
         """A started SERVER span named ``name``, child of the span in ``parent`` (if any).

@@ -85,24 +85,21 @@ def test_a_failing_pipeline_never_breaks_the_caller(capsys: pytest.CaptureFixtur
     assert capsys.readouterr().err.count("provider exploded") == 1
 
 
-def test_batch_processor_exports_detached_copies() -> None:
+def _through(processor_class: Any) -> tuple[Any, list[Any]]:
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider(resource=Resource({"service.name": "logs"}))
-    processor = DirectBatchLogRecordProcessor(exporter, schedule_delay_millis=10)
+    processor = processor_class(exporter, schedule_delay_millis=10)
     provider.add_log_record_processor(processor)
     _log_everything(OtlpLogHandler(provider))
     processor.force_flush()
-    ours = exporter.get_finished_logs()
+    provider.shutdown()
+    return processor, list(exporter.get_finished_logs())
+
+
+def test_batch_processor_exports_detached_copies() -> None:
+    processor, ours = _through(DirectBatchLogRecordProcessor)
     assert hasattr(processor, "_batch_processor"), "the stock processor changed: on_emit falls back to it"
     assert len(ours) == 8
     assert all(len(r.log_record.context) == 0 for r in ours)  # no reference to the request's context
-
-    stock_exporter = InMemoryLogRecordExporter()
-    stock_provider = LoggerProvider(resource=Resource({"service.name": "logs"}))
-    stock_processor = BatchLogRecordProcessor(stock_exporter, schedule_delay_millis=10)
-    stock_provider.add_log_record_processor(stock_processor)
-    _log_everything(OtlpLogHandler(stock_provider))
-    stock_processor.force_flush()
-    assert _decoded(list(ours)) == _decoded(list(stock_exporter.get_finished_logs()))
-    provider.shutdown()
-    stock_provider.shutdown()
+    _, stock = _through(BatchLogRecordProcessor)
+    assert _decoded(ours) == _decoded(stock)

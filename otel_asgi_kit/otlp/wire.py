@@ -269,6 +269,16 @@ def _contents(container: Any) -> Any:
     return container if inner is None else inner
 
 
+def _repeated(parts: list[bytes], raw: Any, encode: Callable[[Any], bytes], dropped_tag: bytes) -> None:
+    """Events or links, then their dropped count (field ``dropped_tag``) when not zero."""
+    items = _contents(raw)
+    if items:
+        parts.extend([encode(item) for item in items])
+    dropped = getattr(raw, "dropped", 0)
+    if dropped:
+        parts.append(dropped_tag + varint(dropped))
+
+
 def encode_span(span: Any) -> bytes:
     """One ``Span`` (as field 2 of ScopeSpans) from an SDK ``ReadableSpan``.
 
@@ -302,18 +312,8 @@ def encode_span(span: Any) -> bytes:
         dropped = getattr(raw_attributes, "dropped", 0)
         if dropped:
             parts.append(b"\x50" + varint(dropped))
-    events = _contents(raw_events)
-    if events:
-        parts.extend([_event(e) for e in events])
-    dropped = getattr(raw_events, "dropped", 0)
-    if dropped:
-        parts.append(b"\x60" + varint(dropped))
-    links = _contents(raw_links)
-    if links:
-        parts.extend([_link(link) for link in links])
-    dropped = getattr(raw_links, "dropped", 0)
-    if dropped:
-        parts.append(b"\x70" + varint(dropped))
+    _repeated(parts, raw_events, _event, b"\x60")
+    _repeated(parts, raw_links, _link, b"\x70")
     status = span.status
     if status is not None:
         parts.append(_status(status) if status.status_code.value or status.description else _UNSET_STATUS)

@@ -162,15 +162,26 @@ def test_no_warning_when_nothing_blocks(
 ) -> None:
     """Busy but cooperative work (many short callbacks, 50 ms sleeps) is never reported."""
 
+    steps: list[float] = []
+
     async def body() -> None:
         for _ in range(20):
+            began = time.perf_counter()
             time.sleep(0.02)  # 20 ms at a time: under the threshold
+            steps.append(time.perf_counter() - began)
             await asyncio.sleep(0)
         await asyncio.gather(*(asyncio.sleep(0.05) for _ in range(100)))
 
     run(loop_kind, watched(health, body))
-    assert captured.records == []
-    assert [p.value for p in points(reader, "python.asyncio.event_loop.blocked")] == [0]  # exists, never counted
+    stalls = [s for s in steps if s >= 0.05]
+    if not stalls:
+        assert captured.records == []
+        assert [p.value for p in points(reader, "python.asyncio.event_loop.blocked")] == [0]  # exists, never counted
+    else:
+        # The hypervisor held this VM while a 20 ms sleep ran (CPU steal): that loop really was
+        # blocked that long. Then a report may come, but only of those stretches, never of more.
+        assert len(captured.records) <= len(stalls), (stalls, [r.getMessage() for r in captured.records])
+        assert all("test_loop_health.py" in r.getMessage() for r in captured.records)
 
 
 def test_a_stopped_loop_is_not_blocked(health: LoopHealth, captured: Captured, reader: InMemoryMetricReader) -> None:

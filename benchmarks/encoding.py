@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from otel_asgi_kit.logs.otlp_handler import OtlpLogHandler
-from otel_asgi_kit.otlp import wire
+from otel_asgi_kit.sdk import wire
 from otel_asgi_kit.resource import StableResource
 
 BATCH = 512

@@ -15,8 +15,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +28,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
+from otel_asgi_kit import _state
 from otel_asgi_kit.admin import AdminServer, start_admin_server
-from otel_asgi_kit.asgi.middleware import Instrumentation
 from otel_asgi_kit.asgi.servers import install_server_hooks
+from otel_asgi_kit.core.instrumentation import Instrumentation
 from otel_asgi_kit.executor_context import install_executor_context
 from otel_asgi_kit.export_health import ExportHealth, install_sdk_diagnostics
 from otel_asgi_kit.exporters import hide_secrets_in_sdk_warnings
@@ -39,9 +39,11 @@ from otel_asgi_kit.failsafe import warn
 from otel_asgi_kit.lifecycle import BoundedShutdown
 from otel_asgi_kit.logs.handlers import install_log_handlers, restore_log_handlers
 from otel_asgi_kit.loop_health import start_loop_health
-from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics, MetricsInjector
+from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
+from otel_asgi_kit.metrics.injector import MetricsInjector
 from otel_asgi_kit.metrics.instruments import SCOPE_NAME, SCOPE_VERSION
 from otel_asgi_kit.metrics.prometheus import MergedPrometheusReader
+from otel_asgi_kit.metrics.websocket_aggregator import WebSocketMetrics
 from otel_asgi_kit.pages import install_pages
 from otel_asgi_kit.providers import build_logger_provider, build_meter_provider, build_tracer_provider
 from otel_asgi_kit.redaction import QueryRedactor, install_access_log_redaction
@@ -72,27 +74,6 @@ def current_kit() -> Kit | None:
     return _kit
 
 
-_override: Instrumentation | None = None
-
-
-def current_instrumentation() -> Instrumentation | None:
-    """What the middleware records with: a test capture's, else this process's."""
-    if _override is not None:
-        return _override
-    return _kit.instrumentation if _kit is not None else None
-
-
-@contextmanager
-def use_instrumentation(instrumentation: Instrumentation) -> Iterator[None]:
-    """Make every kit middleware record with ``instrumentation`` (``otel_asgi_kit.testing`` uses it)."""
-    global _override
-    previous, _override = _override, instrumentation
-    try:
-        yield
-    finally:
-        _override = previous
-
-
 def configure(environ: Mapping[str, str] | None = None) -> Kit | None:
     """Set up traces, metrics and logs from the environment; a second call returns the first result.
 
@@ -120,6 +101,7 @@ def configure(environ: Mapping[str, str] | None = None) -> Kit | None:
             os.register_at_fork(after_in_child=lambda: _configure_worker(settings, snapshot_dir))
             return None
         _kit = _build(settings, resource, snapshot_dir, inherited)
+        _state.install(_kit.instrumentation)
     atexit.register(_kit.shutdown)
     return _kit
 
@@ -131,6 +113,7 @@ def _configure_worker(settings: Settings, snapshot_dir: Path | None) -> None:
         _admin.close_inherited()  # the master serves the admin port, not the worker
         _admin = None
     _kit = _build(settings, build_resource(settings), snapshot_dir, inherited=True)
+    _state.install(_kit.instrumentation)
     atexit.register(_kit.shutdown)
 
 
@@ -189,16 +172,20 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
     # The SDK's self-metrics (drops, failed exports) bind through the global
     # meter provider, set just below, so they land on /metrics too.
     http_metrics = HttpServerMetrics(settings.duration_buckets)
-    meter_provider, snapshot_reader = build_meter_provider(
-        settings, resource, snapshot_dir, health, MetricsInjector(http_metrics, resource)
-    )
+    websocket_metrics = WebSocketMetrics()
+    inject = MetricsInjector(resource, http_metrics.collect, websocket_metrics.collect)
+    meter_provider, snapshot_reader = build_meter_provider(settings, resource, snapshot_dir, health, inject)
     tracer_provider = build_tracer_provider(settings, resource, health)
     logger_provider = build_logger_provider(settings, resource, health)
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
     set_logger_provider(logger_provider)
     instrumentation = Instrumentation(
-        settings, tracer_provider, meter_provider if settings.metrics_exporters else None, http_metrics
+        settings,
+        tracer_provider,
+        meter_provider if settings.metrics_exporters else None,
+        http_metrics,
+        websocket_metrics,
     )
     install_log_handlers(settings, logger_provider)
     if settings.runtime_metrics:

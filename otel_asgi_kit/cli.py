@@ -260,21 +260,9 @@ def show_servers(report: Report) -> None:
 
 def fast_paths() -> dict[str, bool]:
     """Whether the kit's shortcuts around the SDK apply to the installed SDK and exporter releases."""
-    from opentelemetry.sdk.trace import TracerProvider
+    from otel_asgi_kit.sdk.shortcuts import status
 
-    from otel_asgi_kit.asgi.server_span import ServerSpanStarter
-    from otel_asgi_kit.otlp.http_exporters import DirectLogExporter, DirectSpanExporter
-
-    span_exporter = DirectSpanExporter(endpoint="http://127.0.0.1:4318/v1/traces")
-    log_exporter = DirectLogExporter(endpoint="http://127.0.0.1:4318/v1/logs")
-    found = {
-        "server span start": ServerSpanStarter(TracerProvider().get_tracer("doctor")).fast,
-        "span encoding": span_exporter.direct,
-        "log encoding": log_exporter.direct,
-    }
-    span_exporter.shutdown()  # type: ignore[no-untyped-call]
-    log_exporter.shutdown()  # type: ignore[no-untyped-call]
-    return found
+    return status()
 
 
 def show_fast_paths(report: Report) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -11,9 +12,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_asgi_kit.asgi.middleware import Instrumentation
-from otel_asgi_kit.metrics.http_aggregator import MetricsInjector
+from otel_asgi_kit.core.instrumentation import Instrumentation
+from otel_asgi_kit.metrics.injector import MetricsInjector
 from otel_asgi_kit.settings import load_settings
+from otel_asgi_kit.testing import aggregates, points_of
 from tests.support.otlp_receiver import OtlpReceiver
 
 
@@ -23,18 +25,10 @@ class Telemetry:
     metrics: InMemoryMetricReader
     instrumentation: Instrumentation
 
-    def points(self, name: str) -> list:
+    def points(self, name: str) -> list[Any]:
         """Points of ``name`` as an exporter would get them: the SDK's plus the kit's own aggregates."""
-        data = self.metrics.get_metrics_data()
-        if self.instrumentation.http is not None:
-            data = MetricsInjector(self.instrumentation.http, Resource({}))(data)
-        found = []
-        for rm in data.resource_metrics if data else []:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if metric.name == name:
-                        found.extend(metric.data.data_points)
-        return found
+        data = MetricsInjector(Resource({}), *aggregates(self.instrumentation))(self.metrics.get_metrics_data())
+        return points_of(data, name)
 
 
 def make_telemetry(env: dict[str, str] | None = None) -> Telemetry:

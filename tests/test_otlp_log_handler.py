@@ -18,7 +18,8 @@ from opentelemetry.sdk._logs.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_asgi_kit.logs.otlp_handler import DirectBatchLogRecordProcessor, OtlpLogHandler
+from otel_asgi_kit.logs.otlp_handler import OtlpLogHandler
+from otel_asgi_kit.sdk.log_processor import DirectBatchLogRecordProcessor
 
 
 def _log_everything(handler: logging.Handler) -> None:

@@ -25,8 +25,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from otel_asgi_kit.otlp import wire
 from otel_asgi_kit.resource import StableResource
+from otel_asgi_kit.sdk import wire
 
 ODD_VALUES: dict[str, Any] = {
     "str": "plain",
@@ -185,7 +185,7 @@ def test_the_exporters_send_the_kit_bytes(receiver: Any) -> None:
     settings = load_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
     spans = _spans()
     exporter = otlp_exporter("traces", settings.otlp["traces"])
-    assert exporter.direct, "the stock exporter changed: otel_asgi_kit.otlp.http_exporters no longer applies"
+    assert exporter.direct, "the stock exporter changed: otel_asgi_kit.sdk.otlp_http no longer applies"
     assert exporter.export(spans).name == "SUCCESS"
     assert receiver.received.raw == [encode_spans(spans).SerializePartialToString()]
     assert len(receiver.spans()) == len(spans)

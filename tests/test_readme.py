@@ -37,20 +37,24 @@ def test_metric_names_in_the_readme_are_the_exposed_ones(tmp_path: Path) -> None
     from opentelemetry.sdk.trace import TracerProvider
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from otel_asgi_kit.asgi.middleware import Instrumentation, KitMiddleware
+    from otel_asgi_kit.asgi.middleware import KitMiddleware
+    from otel_asgi_kit.core.instrumentation import Instrumentation
     from otel_asgi_kit.export_health import ExportHealth
-    from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics, MetricsInjector
+    from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
+    from otel_asgi_kit.metrics.injector import MetricsInjector
     from otel_asgi_kit.metrics.prometheus import MergedPrometheusReader
+    from otel_asgi_kit.metrics.websocket_aggregator import WebSocketMetrics
     from otel_asgi_kit.providers import build_meter_provider
     from otel_asgi_kit.settings import load_settings
 
     settings = load_settings({})
     resource = Resource({"service.name": "readme"})
     http = HttpServerMetrics(settings.duration_buckets)
+    ws = WebSocketMetrics()
     meter_provider, own = build_meter_provider(
-        settings, resource, tmp_path, ExportHealth(), MetricsInjector(http, resource)
+        settings, resource, tmp_path, ExportHealth(), MetricsInjector(resource, http.collect, ws.collect)
     )
-    inst = Instrumentation(settings, TracerProvider(), meter_provider, http)
+    inst = Instrumentation(settings, TracerProvider(), meter_provider, http, ws)
     registry = CollectorRegistry()
     MergedPrometheusReader(tmp_path, resource, registry, own)
 

@@ -33,15 +33,13 @@ from otel_asgi_kit.admin import AdminServer, start_admin_server
 from otel_asgi_kit.asgi.servers import install_server_hooks
 from otel_asgi_kit.core.instrumentation import Instrumentation
 from otel_asgi_kit.executor_context import install_executor_context
-from otel_asgi_kit.export_health import ExportHealth, install_sdk_diagnostics
-from otel_asgi_kit.exporters import hide_secrets_in_sdk_warnings
+from otel_asgi_kit.export.health import ExportHealth, install_sdk_diagnostics
+from otel_asgi_kit.export.otlp import hide_secrets_in_sdk_warnings
 from otel_asgi_kit.failsafe import warn
-from otel_asgi_kit.lifecycle import BoundedShutdown
 from otel_asgi_kit.logs.handlers import install_log_handlers, restore_log_handlers
 from otel_asgi_kit.loop_health import start_loop_health
 from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
 from otel_asgi_kit.metrics.injector import MetricsInjector
-from otel_asgi_kit.metrics.instruments import SCOPE_NAME, SCOPE_VERSION
 from otel_asgi_kit.metrics.prometheus import MergedPrometheusReader
 from otel_asgi_kit.metrics.websocket_aggregator import WebSocketMetrics
 from otel_asgi_kit.pages import install_pages
@@ -49,7 +47,9 @@ from otel_asgi_kit.providers import build_logger_provider, build_meter_provider,
 from otel_asgi_kit.redaction import QueryRedactor, install_access_log_redaction
 from otel_asgi_kit.resource import build_resource
 from otel_asgi_kit.runtime_metrics import register_runtime_metrics
-from otel_asgi_kit.settings import OTEL_ASGI_KIT_METRICS_DIR, Settings, load_settings
+from otel_asgi_kit.settings import Settings, env_name, load_settings
+from otel_asgi_kit.shutdown import BoundedShutdown
+from otel_asgi_kit.version import SCOPE_NAME, SCOPE_VERSION
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def _metrics_dir(settings: Settings) -> tuple[Path | None, bool]:
         return path, True
     path = Path(tempfile.mkdtemp(prefix="otel-asgi-kit-metrics-"))
     # Workers started after this point (spawned or forked) inherit it and write there.
-    os.environ[OTEL_ASGI_KIT_METRICS_DIR.name] = str(path)
+    os.environ[env_name("metrics_dir")] = str(path)
     atexit.register(_remove_if_owner, path, os.getpid())
     return path, False
 
@@ -157,7 +157,7 @@ def _open_admin(
     MergedPrometheusReader(snapshot_dir, resource, registry, own_reader)
     # A worker whose parent already serves the port stays quiet about the clash.
     _admin = start_admin_server(
-        settings.admin_host, settings.admin_port, registry, quiet=inherited, token=settings.admin_token
+        settings.admin_host, settings.admin_port, registry, quiet=inherited, token=settings.admin_token or ""
     )
 
 

@@ -36,8 +36,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from otel_asgi_kit.core import active
 from otel_asgi_kit.failsafe import report_once
-from otel_asgi_kit.metrics.instruments import SCOPE_NAME, SCOPE_VERSION
 from otel_asgi_kit.settings import Settings
+from otel_asgi_kit.version import SCOPE_NAME, SCOPE_VERSION
 
 LOGGER_NAME = "otel_asgi_kit.loop"
 LAG_METRIC = "python.asyncio.event_loop.lag"

@@ -27,13 +27,13 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
-from otel_asgi_kit.export_health import (
+from otel_asgi_kit.export.health import (
     ExportHealth,
     ReportingLogExporter,
     ReportingMetricExporter,
     ReportingSpanExporter,
 )
-from otel_asgi_kit.exporters import otlp_exporter
+from otel_asgi_kit.export.otlp import otlp_exporter
 from otel_asgi_kit.metrics.snapshots import SnapshotExporter
 from otel_asgi_kit.sdk.log_processor import DirectBatchLogRecordProcessor
 from otel_asgi_kit.sdk.periodic_reader import make_periodic_reader

@@ -179,7 +179,7 @@ def test_varint_matches_protobuf() -> None:
 
 def test_the_exporters_send_the_kit_bytes(receiver: Any) -> None:
     """On the installed exporter release the direct path is taken, and a real HTTP receiver decodes it."""
-    from otel_asgi_kit.exporters import otlp_exporter
+    from otel_asgi_kit.export.otlp import otlp_exporter
     from otel_asgi_kit.settings import load_settings
 
     settings = load_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from otel_asgi_kit.reference import BEGIN, END, env_table
+from otel_asgi_kit.env_table import BEGIN, END, env_table
 from otel_asgi_kit.settings import VARS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def test_metric_names_in_the_readme_are_the_exposed_ones(tmp_path: Path) -> None
 
     from otel_asgi_kit.asgi.middleware import KitMiddleware
     from otel_asgi_kit.core.instrumentation import Instrumentation
-    from otel_asgi_kit.export_health import ExportHealth
+    from otel_asgi_kit.export.health import ExportHealth
     from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
     from otel_asgi_kit.metrics.injector import MetricsInjector
     from otel_asgi_kit.metrics.prometheus import MergedPrometheusReader

@@ -100,7 +100,7 @@ def test_kit_aggregates_are_written_even_when_the_sdk_has_nothing(tmp_path: Path
     """With no SDK instrument recorded, a tick still writes the kit's HTTP aggregates to the snapshot."""
     from opentelemetry.sdk.resources import Resource
 
-    from otel_asgi_kit.export_health import ExportHealth
+    from otel_asgi_kit.export.health import ExportHealth
     from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
     from otel_asgi_kit.metrics.injector import MetricsInjector
     from otel_asgi_kit.providers import build_meter_provider

@@ -9,13 +9,12 @@ from __future__ import annotations
 import functools
 import re
 import sys
-from collections.abc import Callable
 from typing import Any
 
-from otel_asgi_kit.asgi.routes import ERROR_KEY, MOUNT_PREFIX_KEY, ROUTE_KEY
+from otel_asgi_kit.asgi.keys import ERROR_KEY, MOUNT_PREFIX_KEY, ROUTE_KEY
+from otel_asgi_kit.patching import patch
 from otel_asgi_kit.types import Receive, Scope, Send
 
-_PATCHED = "__otel_asgi_kit_patched__"
 _CONVERTER = re.compile(r"\{(\w+):[^}]*\}")
 
 
@@ -28,15 +27,6 @@ def install_framework_hooks() -> None:
         _hook_nexios()
     if "litestar.middleware._internal.exceptions.middleware" in sys.modules:
         _hook_litestar()
-
-
-def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
-    original = getattr(owner, name)
-    if getattr(original, _PATCHED, False):
-        return
-    replacement = functools.wraps(original)(make(original))
-    setattr(replacement, _PATCHED, True)
-    setattr(owner, name, replacement)
 
 
 def _hook_starlette_mount() -> None:
@@ -52,7 +42,7 @@ def _hook_starlette_mount() -> None:
 
         return matches
 
-    _patch(Mount, "matches", make)
+    patch(Mount, "matches", make)
 
 
 def _hook_quart() -> None:
@@ -67,7 +57,7 @@ def _hook_quart() -> None:
 
         return match_request
 
-    _patch(_BaseRequestWebsocketContext, "match_request", make)
+    patch(_BaseRequestWebsocketContext, "match_request", make)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -108,9 +98,9 @@ def _hook_nexios() -> None:
 
         return handle
 
-    _patch(Route, "handle", make_route)
-    _patch(WebsocketRoute, "handle", make_route)
-    _patch(Group, "handle", make_group)
+    patch(Route, "handle", make_route)
+    patch(WebsocketRoute, "handle", make_route)
+    patch(Group, "handle", make_group)
 
 
 def _hook_litestar() -> None:
@@ -141,4 +131,4 @@ def _hook_litestar() -> None:
 
         return handle_request_exception
 
-    _patch(ExceptionHandlerMiddleware, "handle_request_exception", make)
+    patch(ExceptionHandlerMiddleware, "handle_request_exception", make)

@@ -10,11 +10,12 @@ from opentelemetry.trace import TracerProvider
 
 from otel_asgi_kit.core.headers import HeaderCapture
 from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
-from otel_asgi_kit.metrics.instruments import SCOPE_NAME, SCOPE_VERSION, HttpServerInstruments
+from otel_asgi_kit.metrics.instruments import HttpServerInstruments
 from otel_asgi_kit.metrics.websocket_aggregator import WebSocketMetrics
 from otel_asgi_kit.redaction import QueryRedactor
 from otel_asgi_kit.sdk.server_span import ServerSpanStarter
 from otel_asgi_kit.settings import Settings
+from otel_asgi_kit.version import SCOPE_NAME, SCOPE_VERSION
 
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.30.0"
 

@@ -9,7 +9,7 @@ from opentelemetry.sdk.metrics.export import Metric, MetricsData, ResourceMetric
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_asgi_kit.metrics.instruments import SCOPE_NAME, SCOPE_VERSION
+from otel_asgi_kit.version import SCOPE_NAME, SCOPE_VERSION
 
 _SCOPE = InstrumentationScope(SCOPE_NAME, SCOPE_VERSION)
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from opentelemetry.metrics import Meter
 
-from otel_asgi_kit.version import __version__
-
 BYTE_BUCKETS = (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 
 
@@ -23,10 +21,6 @@ class HttpServerInstruments:
             unit="{request}",
             description="Requests answered 401 or 403, by route.",
         )
-
-
-SCOPE_NAME = "otel_asgi_kit"
-SCOPE_VERSION = __version__
 
 
 CONNECTION_BUCKETS = (0.1, 1, 5, 15, 30, 60, 300, 600, 1800, 3600)

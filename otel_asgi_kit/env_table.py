@@ -1,7 +1,7 @@
 """The README's environment-variable table, generated from ``settings.VARS``.
 
-    python -m otel_asgi_kit.reference             # print it
-    python -m otel_asgi_kit.reference README.md   # rewrite the README's copy in place
+    python -m otel_asgi_kit.env_table             # print it
+    python -m otel_asgi_kit.env_table README.md   # rewrite the README's copy in place
 
 ``tests/test_readme.py`` fails when the README's copy drifts from this output.
 """

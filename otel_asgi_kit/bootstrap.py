@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import sys
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -43,6 +42,7 @@ from otel_asgi_kit.metrics.injector import MetricsInjector
 from otel_asgi_kit.metrics.prometheus import MergedPrometheusReader
 from otel_asgi_kit.metrics.websocket_aggregator import WebSocketMetrics
 from otel_asgi_kit.pages import install_pages
+from otel_asgi_kit.process_role import process_role
 from otel_asgi_kit.providers import build_logger_provider, build_meter_provider, build_tracer_provider
 from otel_asgi_kit.redaction import QueryRedactor, install_access_log_redaction
 from otel_asgi_kit.resource import build_resource
@@ -77,8 +77,9 @@ def current_kit() -> Kit | None:
 def configure(environ: Mapping[str, str] | None = None) -> Kit | None:
     """Set up traces, metrics and logs from the environment; a second call returns the first result.
 
-    Returns ``None`` when ``OTEL_SDK_DISABLED`` is true, and in a gunicorn
-    master, whose workers set themselves up after the fork.
+    Returns ``None`` when ``OTEL_SDK_DISABLED`` is true, in a server's
+    supervisor (its workers set themselves up) and in multiprocessing's
+    helper processes (``process_role``).
     """
     global _kit, _configured
     with _lock:
@@ -88,16 +89,19 @@ def configure(environ: Mapping[str, str] | None = None) -> Kit | None:
         settings = load_settings(os.environ if environ is None else environ)
         for problem in settings.problems:
             warn(problem)
-        if settings.sdk_disabled:
+        role = process_role()
+        if settings.sdk_disabled or role == "helper":
             return None
         hide_secrets_in_sdk_warnings()
         snapshot_dir, inherited = _metrics_dir(settings)
         resource = build_resource(settings)
-        if _is_prefork_master():
+        if role == "supervisor":
             install_log_handlers(settings, None)
             if settings.auto_instrument:
                 install_server_hooks(restore_log_handlers, _shutdown_current)
             _open_admin(settings, resource, snapshot_dir, None, inherited)
+            # gunicorn forks its workers: each builds its own providers right after the fork.
+            # uvicorn and hypercorn spawn theirs, which run configure() themselves.
             os.register_at_fork(after_in_child=lambda: _configure_worker(settings, snapshot_dir))
             return None
         _kit = _build(settings, resource, snapshot_dir, inherited)
@@ -117,12 +121,6 @@ def _configure_worker(settings: Settings, snapshot_dir: Path | None) -> None:
     atexit.register(_kit.shutdown)
 
 
-def _is_prefork_master() -> bool:
-    return "gunicorn" in os.path.basename(sys.argv[0] if sys.argv else "") or sys.argv[0].endswith(
-        os.path.join("gunicorn", "__main__.py")
-    )
-
-
 def _metrics_dir(settings: Settings) -> tuple[Path | None, bool]:
     """The shared snapshot directory, and whether it came from outside (a parent or the user)."""
     if "prometheus" not in settings.metrics_exporters:
@@ -134,13 +132,19 @@ def _metrics_dir(settings: Settings) -> tuple[Path | None, bool]:
     path = Path(tempfile.mkdtemp(prefix="otel-asgi-kit-metrics-"))
     # Workers started after this point (spawned or forked) inherit it and write there.
     os.environ[env_name("metrics_dir")] = str(path)
-    atexit.register(_remove_if_owner, path, os.getpid())
+    _owned_dirs.append((path, os.getpid()))
+    atexit.register(_remove_owned_dirs)
     return path, False
 
 
-def _remove_if_owner(path: Path, owner_pid: int) -> None:
-    if os.getpid() == owner_pid:
-        shutil.rmtree(path, ignore_errors=True)
+_owned_dirs: list[tuple[Path, int]] = []
+
+
+def _remove_owned_dirs() -> None:
+    """The snapshot dir this process made, removed by the process that made it (never by a worker)."""
+    for path, owner in _owned_dirs:
+        if os.getpid() == owner:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _open_admin(
@@ -162,8 +166,11 @@ def _open_admin(
 
 
 def _shutdown_current() -> None:
+    """At the end of the server's serve loop: flush, then clean up — the process may die by a
+    re-raised signal right after this, without atexit (uvicorn does that)."""
     if _kit is not None:
         _kit.shutdown()
+    _remove_owned_dirs()
 
 
 def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, inherited: bool) -> Kit:

@@ -19,10 +19,8 @@ from otel_asgi_kit.failsafe import warn
 
 
 def fast() -> bool:
-    """Whether the SDK's reader has the private method this shortcut relies on."""
-    return callable(getattr(PeriodicExportingMetricReader, "_receive_metrics", None)) and hasattr(
-        PeriodicExportingMetricReader, "collect"
-    )
+    """Whether the SDK's reader itself defines the private method this shortcut overrides."""
+    return "_receive_metrics" in vars(PeriodicExportingMetricReader)
 
 
 class KitPeriodicReader(PeriodicExportingMetricReader):

@@ -8,8 +8,7 @@ from collections.abc import Callable
 RELIED_ON: dict[str, tuple[str, ...]] = {
     "server span start": (
         "opentelemetry.sdk.trace.Tracer._is_enabled",
-        "opentelemetry.sdk.trace.Tracer._span_limits",
-        "opentelemetry.sdk.trace.Tracer._instrumentation_scope",
+        "SDK Tracer instance fields: _span_limits, _instrumentation_scope",
         "opentelemetry.sdk.trace.Span fields (_name, _context, _attributes, _events, _links, _lock, ...)",
         "opentelemetry.attributes.BoundedAttributes fields (_dict, _lock, ...)",
     ),
@@ -22,7 +21,7 @@ RELIED_ON: dict[str, tuple[str, ...]] = {
         "opentelemetry.exporter.otlp.proto.http._common._is_request_too_large",
         "OTLPLogExporter._client, ._metrics, ._max_request_size, ._shutdown",
     ),
-    "log batching": ("opentelemetry.sdk._logs.export.BatchLogRecordProcessor._batch_processor",),
+    "log batching": ("BatchLogRecordProcessor instance field: _batch_processor",),
     "metric reader": ("opentelemetry.sdk.metrics.export.PeriodicExportingMetricReader._receive_metrics",),
     "prometheus merge": ("opentelemetry.exporter.prometheus.PrometheusMetricReader._receive_metrics",),
 }

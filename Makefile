@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint services
+.PHONY: demo test unit lint services
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,7 @@ services: $(BIN)/.installed
 
 test: lint services
 	$(BIN)/python -m pytest -p no:cacheprovider
+
+# The fast loop while developing: no server processes, no downloads, no real backends.
+unit: $(BIN)/.installed
+	$(BIN)/python -m pytest -p no:cacheprovider -q -m "not server and not e2e"

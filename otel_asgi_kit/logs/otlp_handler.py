@@ -30,6 +30,7 @@ from opentelemetry.instrumentation.log_utils import std_to_otel
 from opentelemetry.sdk._logs import LoggerProvider
 
 from otel_asgi_kit.failsafe import report_once
+from otel_asgi_kit.logs.access import ACCESS_LOGGERS, access_fields
 
 _PLAIN = vars(logging.LogRecord("", 0, "", 0, "", (), None))
 # A record's own fields (and what formatters add) are not attributes; extra= fields are.
@@ -80,6 +81,10 @@ class OtlpLogHandler(logging.Handler):
             deprecated = attributes.pop(_EVENT_NAME_DEPRECATED, None)
             if event_name is None:
                 event_name = deprecated
+        if record.name in ACCESS_LOGGERS:
+            access = access_fields(record)
+            if access is not None:
+                attributes = {**attributes, **access}
         if record.exc_info:
             exc_type, exc, tb = record.exc_info
             if exc_type is not None:

@@ -103,4 +103,3 @@ def test_websocket_message_rate_is_live(tmp_path: Path) -> None:
                 thread.join(5)
     assert rate > 0
     assert float(open_connections[0]["value"][1]) == 1
-

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -51,3 +52,14 @@ def receiver() -> Iterator[OtlpReceiver]:
     """A real OTLP/HTTP receiver on 127.0.0.1 for what a server process exports."""
     with OtlpReceiver() as rx:
         yield rx
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """In CI (``CI`` set) a skip is a failure: a real part that is missing there must not pass unseen."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("CI") and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, which must have every real part: {reason}"

@@ -45,18 +45,22 @@ def _duration_seconds(span: Any) -> float:
     return float(span.end_time - span.start_time) / 1e9
 
 
+def _call(method: str, path: str) -> httpx.Response:
+    """One request through the kit's middleware around the app, in-process."""
+
+    async def run() -> httpx.Response:
+        transport = httpx.ASGITransport(app=KitMiddleware(_app()))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.request(method, path)
+
+    return asyncio.run(run())
+
+
 def test_background_task_is_not_request_latency() -> None:
     """A 0.5 s background job: span and histogram keep the response's duration; the job is an INTERNAL
     span of the same trace and its log line carries that trace."""
     with capture_telemetry() as kit:
-        app = KitMiddleware(_app())
-
-        async def run() -> int:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                return (await client.post("/signup")).status_code
-
-        assert asyncio.run(run()) == 200
+        assert _call("POST", "/signup").status_code == 200
         server = kit.span("POST /signup")
         background = kit.span("POST /signup background")
         (point,) = kit.metric_points("http.server.request.duration")
@@ -76,14 +80,7 @@ def test_background_task_is_not_request_latency() -> None:
 def test_a_whole_stream_is_measured_whole() -> None:
     """A 10 x 50 ms server-sent-event stream lasts ~0.5 s on the span and in the histogram, no error."""
     with capture_telemetry() as kit:
-        app = KitMiddleware(_app())
-
-        async def run() -> str:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                return (await client.get("/events")).text
-
-        assert asyncio.run(run()).count("data:") == 10
+        assert _call("GET", "/events").text.count("data:") == 10
         span = kit.span("GET /events")
         (point,) = kit.metric_points("http.server.request.duration")
     assert 0.45 <= _duration_seconds(span) < 2

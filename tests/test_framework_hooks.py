@@ -151,7 +151,19 @@ def _break_quart() -> None:
             delattr(quart.ctx, name)
 
 
-BREAKS = {"django": _break_django, "falcon": _break_falcon, "blacksheep": _break_blacksheep, "quart": _break_quart}
+def _break_litestar() -> None:
+    from litestar.middleware._internal.exceptions.middleware import ExceptionHandlerMiddleware
+
+    _rename_first_parameter(ExceptionHandlerMiddleware, "handle_request_exception")
+
+
+BREAKS = {
+    "litestar": _break_litestar,
+    "django": _break_django,
+    "falcon": _break_falcon,
+    "blacksheep": _break_blacksheep,
+    "quart": _break_quart,
+}
 
 
 def serve_broken(framework: str) -> None:
@@ -166,21 +178,23 @@ def serve_broken(framework: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("framework", "warnings"),
+    ("framework", "warnings", "name"),
     [
-        ("django", ["naming Django routes", "recording Django's caught exceptions"]),
-        ("falcon", ["naming Falcon routes", "recording Falcon's caught exceptions"]),
-        ("blacksheep", ["naming BlackSheep routes", "recording BlackSheep's caught exceptions"]),
-        ("quart", ["naming Quart routes"]),
+        ("django", ["naming Django routes", "recording Django's caught exceptions"], "GET"),
+        ("falcon", ["naming Falcon routes", "recording Falcon's caught exceptions"], "GET"),
+        ("blacksheep", ["naming BlackSheep routes", "recording BlackSheep's caught exceptions"], "GET"),
+        ("quart", ["naming Quart routes"], "GET"),
+        # Litestar's route needs no hook: only the exception hook is lost.
+        ("litestar", ["recording Litestar's caught exceptions"], "GET /items/{item_id}"),
     ],
 )
-def test_missing_framework_piece_means_no_route_and_one_warning(framework: str, warnings: list[str]) -> None:
+def test_missing_framework_piece_means_no_route_and_one_warning(framework: str, warnings: list[str], name: str) -> None:
     """A framework version without what a hook relies on: the app serves, spans lack the route, one line each."""
     code = f"from tests.test_framework_hooks import serve_broken; serve_broken({framework!r})"
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.splitlines()[-1])
-    assert result == {"status": [200, 200], "names": ["GET", "GET"]}
+    assert result == {"status": [200, 200], "names": [name, name]}
     kit_lines = [line for line in run.stderr.splitlines() if line.startswith("otel_asgi_kit:")]
     assert len(kit_lines) == len(warnings), kit_lines
     for warning in warnings:

@@ -42,6 +42,8 @@ def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
 def _hook_starlette_mount() -> None:
     from starlette.routing import Match, Mount
 
+    require(Mount, "matches", ("self", "scope"))
+
     def make(original: Any) -> Any:
         def matches(self: Any, scope: Scope) -> Any:
             match, child_scope = original(self, scope)
@@ -101,6 +103,9 @@ def _hook_nexios() -> None:
     from nexios.routing.router import Route
     from nexios.routing.websocket import WebsocketRoute
 
+    for owner in (Route, WebsocketRoute, Group):
+        require(owner, "handle", ("self", "scope", "receive", "send"))
+
     def make_route(original: Any) -> Any:
         async def handle(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
             scope[ROUTE_KEY] = scope.get(MOUNT_PREFIX_KEY, "") + _brace_template(self.raw_path)
@@ -137,6 +142,9 @@ def _hook_litestar() -> None:
 
     from litestar.exceptions import HTTPException
     from litestar.middleware._internal.exceptions.middleware import ExceptionHandlerMiddleware
+
+    parameters = ("self", "litestar_app", "scope", "receive", "send", "exc")
+    require(ExceptionHandlerMiddleware, "handle_request_exception", parameters)
 
     def make(original: Any) -> Any:
         async def handle_request_exception(

@@ -34,6 +34,14 @@ KNOWN: dict[str, str] = {
     "litestar.middleware._internal.exceptions.middleware.ExceptionHandlerMiddleware.handle_request_exception": (
         "hand exceptions Litestar turns into 500s to the span, and log them once"
     ),
+    "django.core.handlers.base.BaseHandler.resolve_request": "record the matched URL pattern (resolver_match.route)",
+    "falcon.asgi.app.App._get_responder": "record the matched uri_template",
+    "falcon.asgi.app.App._handle_exception": "hand exceptions Falcon turns into responses to the span",
+    "blacksheep.server.routing.Router.get_match": "record the matched route pattern",
+    "blacksheep.server.routing.RouterFiltersMixin.get_match": "record the matched route pattern (filtered routers)",
+    "blacksheep.server.application.Application.handle_request_handler_exception": (
+        "hand exceptions BlackSheep turns into 500s to the span"
+    ),
     # The standard library.
     "logging.config.dictConfig": "put the kit's log handlers back after a logging config",
     "logging.config.fileConfig": "put the kit's log handlers back after a logging config",

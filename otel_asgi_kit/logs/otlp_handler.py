@@ -40,6 +40,30 @@ _SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 _EVENT_NAME = "otel.event.name"
 _EVENT_NAME_DEPRECATED = "event.name"
 _MAX_LOGGERS = 1024
+_PRIMITIVE = frozenset({str, int, float, bool, bytes, type(None)})
+_MAX_DEPTH = 4
+
+
+def _attribute_value(value: Any, depth: int) -> Any:
+    """An OTel attribute value for an ``extra=`` value: objects (Django puts its request there) become ``str``.
+
+    The SDK would convert them too, but with a warning per record on stderr.
+    """
+    if isinstance(value, (str, int, float, bytes)):  # incl. subclasses such as enums
+        return value
+    if depth < _MAX_DEPTH:
+        if isinstance(value, (list, tuple)):
+            return [v if type(v) in _PRIMITIVE else _attribute_value(v, depth + 1) for v in value]
+        if isinstance(value, dict):
+            return {
+                str(k): v if type(v) in _PRIMITIVE else _attribute_value(v, depth + 1)
+                for k, v in value.items()
+                if k != ""
+            }
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
 
 
 class OtlpLogHandler(logging.Handler):
@@ -76,7 +100,11 @@ class OtlpLogHandler(logging.Handler):
         attributes: dict[str, Any] = {}
         event_name = None
         if len(fields) > _PLAIN_SIZE:
-            attributes = {k: v for k, v in fields.items() if k not in _RESERVED}
+            attributes = {
+                k: v if type(v) in _PRIMITIVE else _attribute_value(v, 0)
+                for k, v in fields.items()
+                if k not in _RESERVED
+            }
             event_name = attributes.pop(_EVENT_NAME, None)
             deprecated = attributes.pop(_EVENT_NAME_DEPRECATED, None)
             if event_name is None:

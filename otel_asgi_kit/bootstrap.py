@@ -13,6 +13,7 @@ import atexit
 import os
 import shutil
 import sys
+import sysconfig
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
@@ -135,9 +136,12 @@ def _configure_worker(settings: Settings, snapshot_dir: Path | None) -> None:
 
 
 def _is_prefork_master() -> bool:
-    return "gunicorn" in os.path.basename(sys.argv[0] if sys.argv else "") or sys.argv[0].endswith(
-        os.path.join("gunicorn", "__main__.py")
-    )
+    program = sys.argv[0] if sys.argv else ""
+    if "gunicorn" in os.path.basename(program) or program.endswith(os.path.join("gunicorn", "__main__.py")):
+        return True
+    # Granian serves from worker processes only, even with one worker (threads on free-threaded builds).
+    is_granian = os.path.basename(program) == "granian" or program.endswith(os.path.join("granian", "__main__.py"))
+    return is_granian and not sysconfig.get_config_var("Py_GIL_DISABLED")
 
 
 def _metrics_dir(settings: Settings) -> tuple[Path | None, bool]:

@@ -85,7 +85,7 @@ class AccessLogRedaction(logging.Filter):
         return True
 
 
-ACCESS_LOGGERS = ("uvicorn.access", "hypercorn.access", "gunicorn.access")
+ACCESS_LOGGERS = ("uvicorn.access", "hypercorn.access", "gunicorn.access", "granian.access", "daphne.access")
 
 
 def install_access_log_redaction(redactor: QueryRedactor) -> None:

@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry
 from otel_asgi_kit.admin import AdminServer, start_admin_server
 from otel_asgi_kit.asgi.middleware import Instrumentation
 from otel_asgi_kit.asgi.servers import install_server_hooks
+from otel_asgi_kit.asgi.unhooked import install as install_unhooked_checks
 from otel_asgi_kit.executor_context import install_executor_context
 from otel_asgi_kit.export_health import ExportHealth, install_sdk_diagnostics
 from otel_asgi_kit.exporters import hide_secrets_in_sdk_warnings
@@ -214,6 +215,7 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
     install_executor_context()
     if settings.auto_instrument:
         install_server_hooks(restore_log_handlers, _shutdown_current)
+    install_unhooked_checks(instrumentation.excluded)
     if _admin is None:
         _open_admin(settings, resource, snapshot_dir, snapshot_reader, inherited)
     shutdown = BoundedShutdown(

@@ -26,7 +26,7 @@ from types import ModuleType
 from typing import Any
 
 from otel_asgi_kit.asgi.import_hooks import when_imported
-from otel_asgi_kit.failsafe import warn
+from otel_asgi_kit.failsafe import warn as _warn
 from otel_asgi_kit.loop_health import ensure_loop_monitor
 
 _PATCHED = "__otel_asgi_kit_patched__"
@@ -39,6 +39,14 @@ _CONSOLE = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
 access_logger = logging.getLogger("daphne.access")
 
 _hooked = False
+_warned: set[str] = set()
+
+
+def warn(message: str) -> None:
+    """Once per process (a forked worker inherits what its parent already said)."""
+    if message not in _warned:
+        _warned.add(message)
+        _warn(message)
 
 
 def hooked() -> bool:

@@ -6,7 +6,8 @@ which only ASGI workers call (RSGI and WSGI apps never pass here), in every
 runner: processes (``server.mp``), threads on free-threaded builds
 (``server.mt``) and the embedded server. Its callback is wrapped there. The
 hook is set when ``granian.asgi`` is imported, before those modules bind the
-name.
+name. ``Granian.serve`` says once at start when the interface is RSGI or WSGI,
+which the kit cannot trace.
 
 The access log is written by Granian after the app returned, when the
 request's span context is gone. The middleware leaves the span in the scope,
@@ -32,9 +33,10 @@ from typing import Any
 
 from opentelemetry import context, trace
 
+from otel_asgi_kit.asgi import unhooked
 from otel_asgi_kit.asgi.import_hooks import when_imported
 from otel_asgi_kit.asgi.middleware import SPAN_KEY
-from otel_asgi_kit.failsafe import warn
+from otel_asgi_kit.failsafe import warn as _warn
 
 _PATCHED = "__otel_asgi_kit_patched__"
 _RUNNERS = ("granian.server.mp", "granian.server.mt", "granian.server.embed")
@@ -44,6 +46,14 @@ ACCESS_LOGGER_PARAMS = ("fmt",)
 _FLUSH_PRIORITY = 10
 
 _hooked = False
+_warned: set[str] = set()
+
+
+def warn(message: str) -> None:
+    """Once per process (a forked worker inherits what its parent already said)."""
+    if message not in _warned:
+        _warned.add(message)
+        _warn(message)
 
 
 def hooked() -> bool:
@@ -60,6 +70,25 @@ def install(
     """Hook Granian when (or if) it is imported; nothing is imported here."""
     del after_logging_config  # Granian configures logging with dictConfig, which the kit already follows
     when_imported("granian.asgi", lambda module: _hook(module, wrap_app, on_server_exit))
+    when_imported("granian.server.common", _check_interface)
+
+
+def _check_interface(module: ModuleType) -> None:
+    """``Granian(...).serve()`` with an RSGI or WSGI app: said once, in the main process, at start."""
+    server = getattr(module, "AbstractServer", None)
+    serve = getattr(server, "serve", None)
+    if serve is None or getattr(serve, _PATCHED, False):
+        return
+
+    @functools.wraps(serve)
+    def checked_serve(self: Any, *args: Any, **kwargs: Any) -> Any:
+        interface = str(getattr(self.interface, "value", self.interface))
+        if interface not in ("asgi", "asginl"):
+            unhooked.report(f"Granian with --interface {interface}", unhooked.NOT_ASGI)
+        return serve(self, *args, **kwargs)
+
+    setattr(checked_serve, _PATCHED, True)
+    server.serve = checked_serve  # type: ignore[union-attr]
 
 
 def _params(function: Any) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ import importlib.util
 from collections.abc import Callable
 from typing import Any
 
-from otel_asgi_kit.asgi import daphne, granian
+from otel_asgi_kit.asgi import daphne, granian, unhooked
 from otel_asgi_kit.asgi.frameworks import install_framework_hooks
 from otel_asgi_kit.asgi.middleware import KitMiddleware
 from otel_asgi_kit.failsafe import report_once
@@ -23,6 +23,7 @@ from otel_asgi_kit.loop_health import ensure_loop_monitor
 from otel_asgi_kit.types import ASGIApp
 
 _PATCHED = "__otel_asgi_kit_patched__"
+_GUNICORN_ADVICE = "the kit traces ASGI apps through uvicorn's worker: gunicorn -k uvicorn.workers.UvicornWorker"
 _on_server_exit: Callable[[], None] = lambda: None  # noqa: E731 - replaced at install
 
 
@@ -69,6 +70,8 @@ def _hook_uvicorn(after_logging_config: Callable[[], None]) -> None:
             original(self)
             if self.interface != "wsgi":
                 self.loaded_app = wrap_app(self.loaded_app)
+            else:
+                unhooked.report("uvicorn with --interface wsgi", unhooked.NOT_ASGI)
 
         return load
 
@@ -130,6 +133,9 @@ def _hook_gunicorn(after_logging_config: Callable[[], None]) -> None:
         def setup(self: Any, cfg: Any) -> None:
             original(self, cfg)
             after_logging_config()
+            worker = str(getattr(cfg, "worker_class_str", "uvicorn"))
+            if "uvicorn" not in worker.lower():
+                unhooked.report(f"gunicorn with worker class {worker!r}", _GUNICORN_ADVICE)
 
         return setup
 

@@ -35,7 +35,6 @@ _PATCHED = "__otel_asgi_kit_patched__"
 # checks (which log "Exception inside application") would then carry another
 # request's trace id; they run in an empty context instead.
 _TIMED_CHECKS = ("application_checker", "timeout_checker")
-_CONSOLE = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
 access_logger = logging.getLogger("daphne.access")
 
 _hooked = False
@@ -121,7 +120,7 @@ def _writes_to_console(action_logger: Any) -> bool:
     return (
         type(action_logger).__name__ == "AccessLogGenerator"
         and type(action_logger).__module__ == "daphne.access"
-        and getattr(action_logger, "stream", None) in _CONSOLE
+        and getattr(action_logger, "stream", None) in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
     )
 
 

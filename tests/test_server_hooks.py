@@ -200,3 +200,36 @@ def test_first_request_through_the_middleware_says_nothing(capsys: pytest.Captur
     unhooked._check_first_request(module, name="App", framework="Traced")
     asyncio.run(module.App()({"type": "http", "path": "/", SPAN_KEY: object()}, _noop, _noop))
     assert "Traced" not in capsys.readouterr().err
+
+
+def test_middleware_added_inside_the_app_is_no_finding(capsys: pytest.CaptureFixture[str]) -> None:
+    """FastAPI's ``app.add_middleware(KitMiddleware)`` puts the middleware inside: the verdict waits for it."""
+    import asyncio
+
+    from fastapi import FastAPI
+
+    from otel_asgi_kit import KitMiddleware
+    from otel_asgi_kit.testing import capture_telemetry
+
+    module = types.ModuleType("fake_framework3")
+
+    class Inner(FastAPI):
+        pass
+
+    module.App = Inner  # type: ignore[attr-defined]
+    unhooked._check_first_request(module, name="App", framework="Inside")
+    app = module.App()
+    app.add_middleware(KitMiddleware)
+    messages: list[Any] = []
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        messages.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b"", "root_path": ""}
+    with capture_telemetry():
+        asyncio.run(app(scope, receive, send))
+    assert messages and messages[0]["status"] == 404
+    assert "Inside" not in capsys.readouterr().err

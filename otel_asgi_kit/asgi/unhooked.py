@@ -11,8 +11,10 @@ Three cheap signals, none on the request path:
   with ``--interface wsgi``, gunicorn with a worker class that is not uvicorn's.
 - An ASGI server the kit does not know: the framework's app class checks its
   first HTTP request for the middleware's mark and puts its own ``__call__``
-  back at once, so the check costs one request, once. Requests the kit
-  excludes (``OTEL_PYTHON_ASGI_EXCLUDED_URLS``) carry no mark and are skipped.
+  back at once, so the check costs one request, once. The mark is looked for
+  after the request, so a middleware added inside the app counts too.
+  Requests the kit excludes (``OTEL_PYTHON_ASGI_EXCLUDED_URLS``) carry no
+  mark and are skipped.
 
 Every finding is said once per process, with what to do.
 """
@@ -116,12 +118,17 @@ def _check_first_request(module: ModuleType, *, name: str, framework: str) -> No
 
     @functools.wraps(original)
     async def first_call(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") == "http" and not _excluded(scope.get("path", "")):
-            if cls.__dict__.get("__call__") is first_call:
-                cls.__call__ = original  # checked once: later requests go straight in
+        if scope.get("type") != "http" or _excluded(scope.get("path", "")):
+            await original(self, scope, receive, send)
+            return
+        if cls.__dict__.get("__call__") is first_call:
+            cls.__call__ = original  # checked once: later requests go straight in
+        try:
+            await original(self, scope, receive, send)
+        finally:
+            # Looked at afterwards: the middleware may sit inside the app (``app.add_middleware``).
             if SPAN_KEY not in scope:
                 report(f"{framework} gets requests from a server the kit does not hook", INSTRUMENT)
-        await original(self, scope, receive, send)
 
     first_call.__otel_asgi_kit_patched__ = True  # type: ignore[attr-defined]
     cls.__call__ = first_call

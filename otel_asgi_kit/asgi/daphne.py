@@ -37,7 +37,6 @@ _PATCHED = "__otel_asgi_kit_patched__"
 _TIMED_CHECKS = ("application_checker", "timeout_checker")
 access_logger = logging.getLogger("daphne.access")
 
-_hooked = False
 _warned: set[str] = set()
 
 
@@ -46,11 +45,6 @@ def warn(message: str) -> None:
     if message not in _warned:
         _warned.add(message)
         _warn(message)
-
-
-def hooked() -> bool:
-    """Whether Daphne's app loading is hooked in this process."""
-    return _hooked
 
 
 def install(
@@ -65,7 +59,6 @@ def install(
 
 
 def _hook(module: ModuleType, wrap_app: Callable[[Any], Any], on_server_exit: Callable[[], None]) -> None:
-    global _hooked
     server = getattr(module, "Server", None)
     params = tuple(inspect.signature(server.__init__).parameters) if server is not None else ()
     if "application" not in params or "action_logger" not in params or not hasattr(server, "run"):
@@ -105,7 +98,6 @@ def _hook(module: ModuleType, wrap_app: Callable[[Any], Any], on_server_exit: Ca
         for name in _TIMED_CHECKS:
             if hasattr(server, name):
                 setattr(server, name, _in_empty_context(getattr(server, name)))
-    _hooked = True
 
 
 def _in_empty_context(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -42,10 +42,9 @@ _PATCHED = "__otel_asgi_kit_patched__"
 _RUNNERS = ("granian.server.mp", "granian.server.mt", "granian.server.embed")
 CALLBACK_PARAMS = ("callback", "scope_opts", "state", "access_log_fmt")
 ACCESS_LOGGER_PARAMS = ("fmt",)
-# Before the SDK's own exit-time work, after other finalizers of the worker.
+# multiprocessing runs finalizers by descending priority at the worker's exit; any value >= 0 runs.
 _FLUSH_PRIORITY = 10
 
-_hooked = False
 _warned: set[str] = set()
 
 
@@ -54,11 +53,6 @@ def warn(message: str) -> None:
     if message not in _warned:
         _warned.add(message)
         _warn(message)
-
-
-def hooked() -> bool:
-    """Whether Granian's app loading is hooked in this process."""
-    return _hooked
 
 
 def install(
@@ -96,7 +90,6 @@ def _params(function: Any) -> tuple[str, ...]:
 
 
 def _hook(module: ModuleType, wrap_app: Callable[[Any], Any], on_server_exit: Callable[[], None]) -> None:
-    global _hooked
     callback_wrapper = getattr(module, "_callback_wrapper", None)
     if callback_wrapper is None or _params(callback_wrapper) != CALLBACK_PARAMS:
         found = _params(callback_wrapper) if callback_wrapper is not None else "nothing"
@@ -120,7 +113,6 @@ def _hook(module: ModuleType, wrap_app: Callable[[Any], Any], on_server_exit: Ca
             runner = sys.modules.get(name)
             if runner is not None and getattr(runner, "_asgi_call_wrap", None) is original:
                 runner._asgi_call_wrap = wrapper  # type: ignore[attr-defined]
-    _hooked = True
     _link_access_log(module)
 
 

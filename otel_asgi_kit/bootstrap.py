@@ -3,8 +3,9 @@
 Pre-fork servers need care: gunicorn's master runs this before it forks its
 workers, and providers built there would be shared by every worker (one
 ``service.instance.id``, threads that do not survive ``fork``). In a gunicorn
-master only the admin port and the stdout logs are set up; each worker
-builds its own providers right after the fork.
+master (and Granian's main process, which never serves requests itself) only
+the admin port and the stdout logs are set up; each worker builds its own
+providers right after the fork.
 """
 
 from __future__ import annotations

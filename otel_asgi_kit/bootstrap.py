@@ -3,8 +3,9 @@
 Pre-fork servers need care: gunicorn's master runs this before it forks its
 workers, and providers built there would be shared by every worker (one
 ``service.instance.id``, threads that do not survive ``fork``). In a gunicorn
-master only the admin port and the stdout logs are set up; each worker
-builds its own providers right after the fork.
+master (and Granian's main process, which never serves requests itself) only
+the admin port and the stdout logs are set up; each worker builds its own
+providers right after the fork.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from prometheus_client import CollectorRegistry
 from otel_asgi_kit import _state
 from otel_asgi_kit.admin import AdminServer, start_admin_server
 from otel_asgi_kit.asgi.servers import install_server_hooks
+from otel_asgi_kit.asgi.unhooked import install as install_unhooked_checks
 from otel_asgi_kit.core.instrumentation import Instrumentation
 from otel_asgi_kit.executor_context import install_executor_context
 from otel_asgi_kit.export.health import ExportHealth, install_sdk_diagnostics
@@ -204,6 +206,7 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
     install_executor_context()
     if settings.auto_instrument:
         install_server_hooks(restore_log_handlers, _shutdown_current)
+    install_unhooked_checks(instrumentation.excluded)
     if _admin is None:
         _open_admin(settings, resource, snapshot_dir, snapshot_reader, inherited)
     shutdown = BoundedShutdown(

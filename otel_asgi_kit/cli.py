@@ -12,7 +12,6 @@ import argparse
 import errno
 import http.client
 import importlib
-import inspect
 import logging
 import os
 import socket
@@ -20,23 +19,15 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, entry_points, version
+from importlib.metadata import entry_points
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from otel_asgi_kit.settings import VARS, Settings, Var, load_settings
+from otel_asgi_kit.stacks import SERVERS, UNTRACEABLE, detect_framework, installed_version, server_status
 from otel_asgi_kit.version import __version__
 
 CONNECT_TIMEOUT_S = 2.0
-SERVERS = ("uvicorn", "hypercorn", "gunicorn")
-# Most derived first: FastAPI is a Starlette subclass.
-FRAMEWORKS = (
-    ("fastapi", "FastAPI"),
-    ("starlette", "Starlette"),
-    ("litestar", "Litestar"),
-    ("quart", "Quart"),
-    ("nexios", "Nexios"),
-)
 _SIGNAL_EXPORTERS = {"traces": "traces_exporters", "metrics": "metrics_exporters", "logs": "logs_exporters"}
 
 
@@ -232,38 +223,29 @@ def check_app(report: Report, spec: str) -> None:
         report.problem(f"APP {spec!r} is a {type(target).__name__}, not an ASGI app (an async callable)")
         return
     note = " (already wrapped by otel_asgi_kit.instrument)" if wrapped else ""
-    report.line(f"  framework: {framework}{note}")
-
-
-def detect_framework(app: Any) -> tuple[str | None, bool]:
-    """The framework's name (``bare ASGI`` for any other async callable, ``None`` if not ASGI) and
-    whether the app is already the kit's middleware."""
-    from otel_asgi_kit.asgi.middleware import KitMiddleware
-
-    wrapped = False
-    while isinstance(app, KitMiddleware):
-        app, wrapped = app.app, True
-    for cls in type(app).__mro__:
-        package = cls.__module__.partition(".")[0]
-        for module, name in FRAMEWORKS:
-            if package == module:
-                return name, wrapped
-    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", None)  # noqa: B004
-    if call is not None and inspect.iscoroutinefunction(call):
-        return "bare ASGI", wrapped
-    return None, wrapped
+    report.line(f"  framework: {framework.name}{note}")
+    report.line(f"  routes named: {framework.routes}")
 
 
 def show_servers(report: Report) -> None:
-    found = []
-    for name in SERVERS:
-        try:
-            found.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            found.append(f"{name} not installed")
-    report.line(f"\nServers: {', '.join(found)}")
-    if all(s.endswith("not installed") for s in found):
-        report.line("  the kit hooks these servers; under another one wrap the app with otel_asgi_kit.instrument(app)")
+    """Each server the kit hooks: installed or not, and whether the installed release is hooked."""
+    report.line("\nServers:")
+    for server in SERVERS:
+        installed = installed_version(server.name)
+        if installed is None:
+            report.line(f"  {server.name}: not installed")
+            continue
+        status = server_status(server)
+        report.line(f"  {server.name} {installed}: {status}")
+        if status.startswith("NOT"):
+            report.problem(
+                f"{server.name} {installed} is installed but not hooked: {status.removeprefix('NOT hooked: ')}"
+            )
+    for name, what in UNTRACEABLE:
+        installed = installed_version(name)
+        if installed is not None:
+            report.line(f"  {name} {installed}: {what}; the kit cannot trace requests it serves")
+    report.line("  under any other server, wrap the app with otel_asgi_kit.instrument(app)")
 
 
 def fast_paths() -> dict[str, bool]:

@@ -2,7 +2,7 @@
 
 Under ``opentelemetry-instrument`` every Python process started from the
 server inherits the launcher's ``sitecustomize`` and so runs ``configure``:
-the workers, but also the server's supervisor (gunicorn's master, uvicorn's
+the workers, but also the server's supervisor (gunicorn's master, Granian's main process, uvicorn's
 ``--workers``/``--reload`` parent, hypercorn's ``--workers`` parent) and
 multiprocessing's helpers (the resource tracker, the forkserver). Only
 processes that serve requests build providers and export; a supervisor
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import sysconfig
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -35,6 +36,9 @@ def process_role(
     program = os.path.basename(argv[0]) if argv else ""
     if program == "gunicorn" or (argv and argv[0].endswith(os.path.join("gunicorn", "__main__.py"))):
         return "supervisor"
+    if program == "granian" or (argv and argv[0].endswith(os.path.join("granian", "__main__.py"))):
+        # Granian serves from forked workers only, even with one (threads on free-threaded builds).
+        return "server" if sysconfig.get_config_var("Py_GIL_DISABLED") else "supervisor"
     if program in ("uvicorn", "hypercorn") or (argv and argv[0].endswith(os.path.join("uvicorn", "__main__.py"))):
         prefix = "UVICORN" if "uvicorn" in argv[0] else "HYPERCORN"
         reload = "--reload" in argv or environ.get(f"{prefix}_RELOAD", "").lower() in ("1", "true")

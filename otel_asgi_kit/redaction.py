@@ -78,14 +78,18 @@ class AccessLogRedaction(logging.Filter):
             # uvicorn: (client, method, full_path, http_version, status)
             record.args = (args[0], args[1], self._redactor.redact_url(args[2]), args[3], args[4])
         elif isinstance(args, dict):
-            # hypercorn: a mapping of access-log atoms, several of which hold the URL
-            record.args = {k: self._redactor.redact_url(v) if isinstance(v, str) else v for k, v in args.items()}
+            # hypercorn: a mapping of access-log atoms, several of which hold the URL; granian's has the query apart
+            redact, redact_url = self._redactor.redact, self._redactor.redact_url
+            record.args = {
+                k: (redact(v) if k == "query_string" else redact_url(v)) if isinstance(v, str) else v
+                for k, v in args.items()
+            }
         elif isinstance(record.msg, str) and "?" in record.msg and not args:
             record.msg = self._redactor.redact_url(record.msg)
         return True
 
 
-ACCESS_LOGGERS = ("uvicorn.access", "hypercorn.access", "gunicorn.access")
+ACCESS_LOGGERS = ("uvicorn.access", "hypercorn.access", "gunicorn.access", "granian.access", "daphne.access")
 
 
 def install_access_log_redaction(redactor: QueryRedactor) -> None:

@@ -165,6 +165,13 @@ def _app_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) ->
         ("from litestar import Litestar\napp = Litestar(route_handlers=[])\n", "Litestar"),
         ("from quart import Quart\napp = Quart(__name__)\n", "Quart"),
         ("from nexios import NexiosApp\napp = NexiosApp()\n", "Nexios"),
+        ("import falcon.asgi\napp = falcon.asgi.App()\n", "Falcon"),
+        ("from blacksheep import Application\napp = Application()\n", "BlackSheep"),
+        (
+            "from django.conf import settings\nsettings.configure()\n"
+            "from django.core.asgi import get_asgi_application\napp = get_asgi_application()\n",
+            "Django",
+        ),
         ("async def app(scope, receive, send):\n    pass\n", "bare ASGI"),
         (
             "import otel_asgi_kit\nfrom fastapi import FastAPI\napp = otel_asgi_kit.instrument(FastAPI())\n",
@@ -204,12 +211,55 @@ def test_app_that_is_not_asgi_is_a_problem(
     assert _problems(output) == [f"APP '{module}:app' is a function, not an ASGI app (an async callable)"]
 
 
-def test_installed_servers_are_listed(quiet_env: dict[str, str]) -> None:
-    """uvicorn, hypercorn and gunicorn are listed with their versions."""
+def test_installed_servers_are_listed_as_hooked(quiet_env: dict[str, str]) -> None:
+    """Each server the kit hooks is listed with its version and, for the installed release, as hooked."""
     from importlib.metadata import version
 
     _, output = _run(quiet_env)
-    assert f"uvicorn {version('uvicorn')}, hypercorn {version('hypercorn')}, gunicorn {version('gunicorn')}" in output
+    for server, condition in [
+        ("uvicorn", ""),
+        ("hypercorn", ""),
+        ("gunicorn", " (with -k uvicorn.workers.UvicornWorker)"),
+        ("granian", " (with --interface asgi)"),
+        ("daphne", ""),
+    ]:
+        assert f"  {server} {version(server)}: hooked{condition}\n" in output
+    assert f"  werkzeug {version('werkzeug')}: a WSGI server" in output  # installed, never traced
+
+
+@pytest.mark.parametrize(
+    ("source", "routes"),
+    [
+        ("from starlette.applications import Starlette\napp = Starlette()\n", "yes"),
+        ("import falcon.asgi\napp = falcon.asgi.App()\n", "no"),
+        ("async def app(scope, receive, send):\n    pass\n", "no"),
+    ],
+)
+def test_app_says_whether_routes_are_named(
+    quiet_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, routes: str
+) -> None:
+    """The doctor says whether the app's spans and metrics will carry the route template."""
+    module = _app_module(tmp_path, monkeypatch, source)
+    _, output = _run(quiet_env, f"{module}:app")
+    assert f"  routes named: {routes}: " in output
+
+
+def test_a_server_release_the_hooks_do_not_fit_is_a_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hooked function missing or with other parameters in the installed source: NOT hooked, and why."""
+    from otel_asgi_kit.stacks import Server, Target, server_status
+
+    source = "class Server:\n    def __init__(self, app, endpoints):\n        pass\n"
+    (tmp_path / "kit_fake_server.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fits = Server("fake", (Target("kit_fake_server", "Server.__init__", ("app",)),))
+    changed = Server("fake", (Target("kit_fake_server", "Server.__init__", ("application", "action_logger")),))
+    exact = Server("fake", (Target("kit_fake_server", "Server.__init__", ("app",), exact=True),))
+    gone = Server("fake", (Target("kit_fake_server", "Server.run"),))
+    assert server_status(fits) == "hooked"
+    assert server_status(changed).startswith("NOT hooked: kit_fake_server.Server.__init__ takes no application, ")
+    assert "takes ('app', 'endpoints'), the hook expects ('app',)" in server_status(exact)
+    assert server_status(gone).startswith("NOT hooked: kit_fake_server.Server.run not found")
+    assert "otel_asgi_kit.instrument(app)" in server_status(gone)
 
 
 def test_command_line_exit_code(quiet_env: dict[str, str]) -> None:

@@ -57,7 +57,7 @@ def _query(prometheus_url: str, expr: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-@pytest.mark.parametrize("server", ["uvicorn", "gunicorn", "hypercorn"])
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn", "hypercorn", "granian"])
 def test_one_scrape_sums_every_worker(server: str, receiver: OtlpReceiver) -> None:
     """3 workers, 300 requests: one scrape of the admin port and Prometheus itself both say 300."""
     with run_server(server, "examples.starlette_app:app", _env(receiver), workers=3) as srv:

@@ -54,6 +54,7 @@ def test_framework_under_server(framework: str, server: str, receiver: OtlpRecei
         spans: list[Span] = wait_for(lambda: len(receiver.spans()) >= 5 and receiver.spans())
         logs = wait_for(lambda: [r for r in receiver.logs() if "looking up item 7" in str(r.body)] and receiver.logs())
         stdout = srv.stdout()
+        assert "not traced" not in srv.stderr()  # no false alarm from the never-silently-off checks
 
     assert len(spans) == 5, [s.name for s in spans]  # exactly one per request, none for /healthz
     assert all(s.kind == SERVER_KIND for s in spans)

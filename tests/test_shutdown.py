@@ -56,6 +56,9 @@ def _final_count(receiver: OtlpReceiver) -> int:
         ("uvicorn", 3, signal.SIGTERM),
         ("gunicorn", 3, signal.SIGTERM),
         ("hypercorn", 1, signal.SIGTERM),
+        ("granian", 1, signal.SIGTERM),
+        ("granian", 2, signal.SIGTERM),
+        ("daphne", 1, signal.SIGTERM),
     ],
 )
 def test_everything_before_the_signal_arrives(server: str, workers: int, sig: int, receiver: OtlpReceiver) -> None:

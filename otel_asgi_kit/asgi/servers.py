@@ -10,10 +10,12 @@ uvicorn's ``Server._serve`` ends.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Callable
 from typing import Any
 
+from otel_asgi_kit.asgi import daphne, granian, unhooked
 from otel_asgi_kit.asgi.frameworks import install_framework_hooks
 from otel_asgi_kit.asgi.middleware import KitMiddleware
 from otel_asgi_kit.failsafe import report_once
@@ -21,6 +23,7 @@ from otel_asgi_kit.loop_health import ensure_loop_monitor
 from otel_asgi_kit.patching import patch
 from otel_asgi_kit.types import ASGIApp
 
+_GUNICORN_ADVICE = "the kit traces ASGI apps through uvicorn's worker: gunicorn -k uvicorn.workers.UvicornWorker"
 _on_server_exit: Callable[[], None] = lambda: None  # noqa: E731 - replaced at install
 
 
@@ -39,6 +42,8 @@ def install_server_hooks(after_logging_config: Callable[[], None], on_server_exi
         ("uvicorn", _hook_uvicorn),
         ("hypercorn", _hook_hypercorn),
         ("gunicorn", _hook_gunicorn),
+        ("granian", functools.partial(granian.install, wrap_app=wrap_app, on_server_exit=on_server_exit)),
+        ("daphne", functools.partial(daphne.install, wrap_app=wrap_app, on_server_exit=on_server_exit)),
     ):
         if importlib.util.find_spec(name) is None:
             continue
@@ -56,6 +61,8 @@ def _hook_uvicorn(after_logging_config: Callable[[], None]) -> None:
             original(self)
             if self.interface != "wsgi":
                 self.loaded_app = wrap_app(self.loaded_app)
+            else:
+                unhooked.report("uvicorn with --interface wsgi", unhooked.NOT_ASGI)
 
         return load
 
@@ -117,6 +124,9 @@ def _hook_gunicorn(after_logging_config: Callable[[], None]) -> None:
         def setup(self: Any, cfg: Any) -> None:
             original(self, cfg)
             after_logging_config()
+            worker = str(getattr(cfg, "worker_class_str", "uvicorn"))
+            if "uvicorn" not in worker.lower():
+                unhooked.report(f"gunicorn with worker class {worker!r}", _GUNICORN_ADVICE)
 
         return setup
 

@@ -35,6 +35,8 @@ ROUTED_LOGGERS = (
     "gunicorn.error",
     "hypercorn.error",
     "hypercorn.access",
+    "_granian",
+    "granian.access",
     "litestar",
 )
 # The exporters' own warnings must not feed back into the pipeline that is failing.

@@ -44,6 +44,15 @@ def server_command(server: str, app: str, port: int, workers: int = 1) -> list[s
             "-w",
             str(workers),
         ]
+    if server == "granian":
+        cmd = [str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
+        return [*cmd, "--workers", str(workers), app]
+    if server == "tiny":  # an ASGI server the kit does not know
+        return [str(BIN / "python"), "-m", "tests.support.tiny_asgi_server", app, str(port)]
+    if server == "daphne":
+        if workers > 1:
+            raise ValueError("daphne runs one process")
+        return [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), app]
     raise ValueError(server)
 
 

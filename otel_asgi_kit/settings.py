@@ -194,6 +194,22 @@ OTEL_ASGI_KIT_LOG_LEVEL = Var(
     "Root logger level.",
     kit_default=True,
 )
+OTEL_ASGI_KIT_LOG_FILE = Var(
+    "OTEL_ASGI_KIT_LOG_FILE",
+    "",
+    p.parse_text,
+    "Also write log lines (as on stdout; ECS JSON unless `text`) to rotating files, one per process: "
+    "`app.log` becomes `app.<pid>.log`.",
+)
+OTEL_ASGI_KIT_LOG_FILE_MAX_BYTES = Var(
+    "OTEL_ASGI_KIT_LOG_FILE_MAX_BYTES",
+    "10485760",
+    p.int_between(1024, 2**40),
+    "Size (bytes) at which a log file rotates to `.1`; default 10 MB.",
+)
+OTEL_ASGI_KIT_LOG_FILE_BACKUPS = Var(
+    "OTEL_ASGI_KIT_LOG_FILE_BACKUPS", "5", p.int_between(1, 1000), "Rotated log files kept per process."
+)
 OTEL_ASGI_KIT_TRACE_RESPONSE_HEADER = Var(
     "OTEL_ASGI_KIT_TRACE_RESPONSE_HEADER",
     "traceresponse",
@@ -319,6 +335,9 @@ VARS: tuple[Var[Any], ...] = (
     OTEL_PYTHON_EXCLUDED_URLS,
     OTEL_ASGI_KIT_LOG_FORMAT,
     OTEL_ASGI_KIT_LOG_LEVEL,
+    OTEL_ASGI_KIT_LOG_FILE,
+    OTEL_ASGI_KIT_LOG_FILE_MAX_BYTES,
+    OTEL_ASGI_KIT_LOG_FILE_BACKUPS,
     OTEL_ASGI_KIT_TRACE_RESPONSE_HEADER,
     OTEL_ASGI_KIT_AUTO_INSTRUMENT,
     OTEL_ASGI_KIT_DURATION_BUCKETS,
@@ -377,6 +396,9 @@ class Settings:
     excluded_urls: tuple[str, ...]
     log_format: str
     log_level: str
+    log_file: str
+    log_file_max_bytes: int
+    log_file_backups: int
     trace_response_header: str
     auto_instrument: bool
     duration_buckets: tuple[float, ...]
@@ -502,6 +524,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         excluded_urls=r.get(OTEL_PYTHON_EXCLUDED_URLS),
         log_format=r.get(OTEL_ASGI_KIT_LOG_FORMAT),
         log_level=r.get(OTEL_ASGI_KIT_LOG_LEVEL),
+        log_file=r.optional(OTEL_ASGI_KIT_LOG_FILE) or "",
+        log_file_max_bytes=r.get(OTEL_ASGI_KIT_LOG_FILE_MAX_BYTES),
+        log_file_backups=r.get(OTEL_ASGI_KIT_LOG_FILE_BACKUPS),
         trace_response_header=r.get(OTEL_ASGI_KIT_TRACE_RESPONSE_HEADER),
         auto_instrument=r.get(OTEL_ASGI_KIT_AUTO_INSTRUMENT),
         duration_buckets=r.get(OTEL_ASGI_KIT_DURATION_BUCKETS),

@@ -77,6 +77,11 @@ def test_call_from_a_to_b_is_one_trace(client: str, services: Services) -> None:
     assert a_client.parent_span_id == a_server.span_id
     assert b_server.parent_span_id == a_client.span_id
     assert b_server.name == "GET /echo"
+    # The current HTTP conventions, as on the kit's SERVER spans (the distro opts in).
+    assert a_client.name == "GET"
+    assert a_client.attributes["http.request.method"] == "GET"
+    assert a_client.attributes["url.full"] == f"{services.b.base_url}/echo"
+    assert a_client.attributes["http.response.status_code"] == 200
     version_, seen_trace, seen_parent, flags = response.json()["traceparent"].split("-")
     assert (version_, seen_trace, seen_parent) == ("00", trace_id, a_client.span_id)
     assert int(flags, 16) & 1  # sampled (the SDK may also set the random-trace-id flag, 0x02)
@@ -91,6 +96,18 @@ def test_exporters_make_no_client_spans(services: Services) -> None:
     clients = [s for s in services.receiver.spans() if s.kind == CLIENT_KIND]
     calls = [s for s in services.receiver.spans() if s.kind == SERVER_KIND and s.name == "GET /call/{client}"]
     assert clients and len(clients) == len(calls), [(s.name, s.attributes) for s in clients]
+    # Each call is also counted once in the client duration histogram on A's /metrics.
+    counted = wait_for(lambda: _client_calls_counted(services.a) == len(calls) and len(calls), timeout=5)
+    assert counted == len(calls), _client_calls_counted(services.a)
+
+
+def _client_calls_counted(server: RunningServer) -> float:
+    text = httpx.get(f"http://127.0.0.1:{server.admin_port}/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("http_client_request_duration_seconds_count{")
+    )
 
 
 def test_bootstrap_would_install_the_same_client_instrumentations() -> None:

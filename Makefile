@@ -45,3 +45,19 @@ test: lint services
 # The fast loop while developing: no server processes, no downloads, no real backends.
 unit: $(BIN)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider -q -m "not server and not e2e"
+
+# The oldest and newest supported Pythons beside 3.11: `make test-3.10`, `make test-3.13` run the
+# unit tests and the real-server tests in a venv of their own (.venv-3.10, .venv-3.13).
+PYTHON_3.10 ?= /root/.pyenv/versions/3.10.13/bin/python3
+PYTHON_3.12 ?= /root/.pyenv/versions/3.12.1/bin/python3
+PYTHON_3.13 ?= /root/.pyenv/versions/3.13.0/bin/python3
+
+.venv-%/.installed: pyproject.toml
+	$(PYTHON_$*) -m venv .venv-$*
+	.venv-$*/bin/pip install --quiet --upgrade pip
+	.venv-$*/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+test-%: .venv-%/.installed services
+	.venv-$*/bin/python -m pytest -p no:cacheprovider -q -m "not e2e and not server"
+	.venv-$*/bin/python -m pytest -p no:cacheprovider -q tests/test_servers.py tests/test_shutdown.py

@@ -37,6 +37,7 @@ from otel_asgi_kit.executor_context import install_executor_context
 from otel_asgi_kit.export.health import ExportHealth, install_sdk_diagnostics
 from otel_asgi_kit.export.otlp import hide_secrets_in_sdk_warnings
 from otel_asgi_kit.failsafe import warn
+from otel_asgi_kit.logs.file_handler import flush_log_files
 from otel_asgi_kit.logs.handlers import install_log_handlers, restore_log_handlers
 from otel_asgi_kit.loop_health import start_loop_health
 from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
@@ -214,6 +215,7 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
             ("traces", tracer_provider.shutdown),
             ("logs", logger_provider.shutdown),
             ("metrics", meter_provider.shutdown),
+            ("log files", flush_log_files),
         ],
         settings.shutdown_timeout_s,
     )

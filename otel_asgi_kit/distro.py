@@ -17,6 +17,9 @@ class KitDistro(BaseDistro):  # type: ignore[misc]
     def _configure(self, **kwargs: Any) -> None:
         # Another installed configurator (e.g. the stock distro's) must not win by entry-point order.
         os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", "otel_asgi_kit")
+        # Outgoing calls' CLIENT spans and client metrics in the current HTTP conventions, like the kit's
+        # SERVER spans (url.full, server.address, http.client.request.duration in seconds), not the old ones.
+        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         if entry_point.name in REPLACED_INSTRUMENTORS:

@@ -242,6 +242,23 @@ class Settings:
         "Root logger level.",
         kit_default=True,
     )
+    log_file: str | None = setting(
+        "OTEL_ASGI_KIT_LOG_FILE",
+        "",
+        p.parse_text,
+        "Also write log lines (as on stdout; ECS JSON unless `text`) to rotating files, one per process: "
+        "`app.log` becomes `app.<pid>.log`.",
+        optional=True,
+    )
+    log_file_max_bytes: int = setting(
+        "OTEL_ASGI_KIT_LOG_FILE_MAX_BYTES",
+        "10485760",
+        p.int_between(1024, 2**40),
+        "Size (bytes) at which a log file rotates to `.1`; default 10 MB.",
+    )
+    log_file_backups: int = setting(
+        "OTEL_ASGI_KIT_LOG_FILE_BACKUPS", "5", p.int_between(1, 1000), "Rotated log files kept per process."
+    )
     # Process behaviour.
     auto_instrument: bool = setting(
         "OTEL_ASGI_KIT_AUTO_INSTRUMENT",

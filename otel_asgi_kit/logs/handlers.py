@@ -22,7 +22,9 @@ from typing import Any
 
 from opentelemetry.sdk._logs import LoggerProvider
 
+from otel_asgi_kit.failsafe import warn
 from otel_asgi_kit.logs.ecs_json import EcsJsonFormatter, TextFormatter
+from otel_asgi_kit.logs.file_handler import open_log_file
 from otel_asgi_kit.logs.otlp_handler import OtlpLogHandler
 from otel_asgi_kit.patching import patch
 from otel_asgi_kit.settings import Settings
@@ -56,6 +58,9 @@ def install_log_handlers(settings: Settings, logger_provider: LoggerProvider | N
             EcsJsonFormatter(settings.service_name) if settings.log_format == "json" else TextFormatter()
         )
         _installed.append(stdout)
+    log_file = _open_log_file(settings) if settings.log_file else None
+    if log_file is not None:
+        _installed.append(log_file)
     if logger_provider is not None and settings.logs_exporters:
         otlp = OtlpLogHandler(logger_provider)
         otlp.addFilter(_not_from_exporters)
@@ -66,6 +71,17 @@ def install_log_handlers(settings: Settings, logger_provider: LoggerProvider | N
     restore_log_handlers()
     for owner, name in ((logging.config, "dictConfig"), (logging.config, "fileConfig"), (logging, "basicConfig")):
         patch(owner, name, _restoring)
+
+
+def _open_log_file(settings: Settings) -> logging.Handler | None:
+    try:
+        handler = open_log_file(settings.log_file or "", settings.log_file_max_bytes, settings.log_file_backups)
+    except OSError as exc:
+        warn(f"OTEL_ASGI_KIT_LOG_FILE={settings.log_file!r} cannot be opened ({exc}); logging without the file")
+        return None
+    # The same lines as stdout; with OTEL_ASGI_KIT_LOG_FORMAT=none the file still gets ECS JSON.
+    handler.setFormatter(TextFormatter() if settings.log_format == "text" else EcsJsonFormatter(settings.service_name))
+    return handler
 
 
 def add_root_handler(handler: logging.Handler) -> None:

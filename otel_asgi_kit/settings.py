@@ -224,6 +224,44 @@ OTEL_ASGI_KIT_SHUTDOWN_TIMEOUT = Var(
     kit_default=True,
 )
 
+OTEL_ASGI_KIT_SPOOL = Var(
+    "OTEL_ASGI_KIT_SPOOL",
+    "true",
+    p.parse_bool,
+    "While the collector is unreachable, keep encoded spans and log records in a bounded spool on disk and "
+    "send them, oldest first, when it answers again (docs/spool.md); false: drop them as the SDK does.",
+    kit_default=True,
+)
+OTEL_ASGI_KIT_SPOOL_DIR = Var(
+    "OTEL_ASGI_KIT_SPOOL_DIR",
+    "",
+    p.parse_text,
+    "Spool directory kept across restarts (a volume): the next process sends what this one could not; "
+    "default: a per-process temp dir, removed at exit.",
+    kit_default=True,
+)
+OTEL_ASGI_KIT_SPOOL_MAX_SIZE = Var(
+    "OTEL_ASGI_KIT_SPOOL_MAX_SIZE",
+    "256",
+    p.int_between(1, 1_000_000),
+    "MB of spool per worker process (spans and logs together); past it the oldest are dropped and counted.",
+    kit_default=True,
+)
+OTEL_ASGI_KIT_SPOOL_MAX_AGE = Var(
+    "OTEL_ASGI_KIT_SPOOL_MAX_AGE",
+    "86400",
+    p.int_between(1, 31_536_000),
+    "Seconds a spooled request may wait; older ones are dropped and counted.",
+    kit_default=True,
+)
+OTEL_ASGI_KIT_SPOOL_REPLAY_RATE = Var(
+    "OTEL_ASGI_KIT_SPOOL_REPLAY_RATE",
+    "20",
+    p.int_between(1, 10_000),
+    "Spooled OTLP requests sent per second per signal once the collector answers (each up to a batch).",
+    kit_default=True,
+)
+
 OTEL_ASGI_KIT_METRICS_DIR = Var(
     "OTEL_ASGI_KIT_METRICS_DIR",
     "",
@@ -323,6 +361,11 @@ VARS: tuple[Var[Any], ...] = (
     OTEL_ASGI_KIT_AUTO_INSTRUMENT,
     OTEL_ASGI_KIT_DURATION_BUCKETS,
     OTEL_ASGI_KIT_SHUTDOWN_TIMEOUT,
+    OTEL_ASGI_KIT_SPOOL,
+    OTEL_ASGI_KIT_SPOOL_DIR,
+    OTEL_ASGI_KIT_SPOOL_MAX_SIZE,
+    OTEL_ASGI_KIT_SPOOL_MAX_AGE,
+    OTEL_ASGI_KIT_SPOOL_REPLAY_RATE,
     OTEL_ASGI_KIT_METRICS_DIR,
     OTEL_ASGI_KIT_METRICS_SNAPSHOT_INTERVAL,
     OTEL_ASGI_KIT_LOOP_LAG,
@@ -355,6 +398,15 @@ class BatchLimits:
 
 
 @dataclass(frozen=True)
+class SpoolSettings:
+    enabled: bool
+    directory: str  # "" = a per-process temp dir
+    max_bytes: int
+    max_age_s: float
+    replay_rate: float  # requests per second
+
+
+@dataclass(frozen=True)
 class Settings:
     sdk_disabled: bool
     service_name: str
@@ -381,6 +433,7 @@ class Settings:
     auto_instrument: bool
     duration_buckets: tuple[float, ...]
     shutdown_timeout_s: float
+    spool: SpoolSettings
     metrics_dir: str
     metrics_snapshot_interval_ms: int
     loop_lag: bool
@@ -506,6 +559,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         auto_instrument=r.get(OTEL_ASGI_KIT_AUTO_INSTRUMENT),
         duration_buckets=r.get(OTEL_ASGI_KIT_DURATION_BUCKETS),
         shutdown_timeout_s=r.get(OTEL_ASGI_KIT_SHUTDOWN_TIMEOUT),
+        spool=SpoolSettings(
+            enabled=r.get(OTEL_ASGI_KIT_SPOOL),
+            directory=r.optional(OTEL_ASGI_KIT_SPOOL_DIR) or "",
+            max_bytes=r.get(OTEL_ASGI_KIT_SPOOL_MAX_SIZE) * 1_000_000,
+            max_age_s=float(r.get(OTEL_ASGI_KIT_SPOOL_MAX_AGE)),
+            replay_rate=float(r.get(OTEL_ASGI_KIT_SPOOL_REPLAY_RATE)),
+        ),
         metrics_dir=r.optional(OTEL_ASGI_KIT_METRICS_DIR) or "",
         metrics_snapshot_interval_ms=r.get(OTEL_ASGI_KIT_METRICS_SNAPSHOT_INTERVAL),
         loop_lag=r.get(OTEL_ASGI_KIT_LOOP_LAG),

@@ -48,6 +48,7 @@ from otel_asgi_kit.redaction import QueryRedactor, install_access_log_redaction
 from otel_asgi_kit.resource import build_resource
 from otel_asgi_kit.runtime_metrics import register_runtime_metrics
 from otel_asgi_kit.settings import OTEL_ASGI_KIT_METRICS_DIR, Settings, load_settings
+from otel_asgi_kit.spool import ProcessSpool
 
 
 @dataclass(frozen=True)
@@ -192,8 +193,9 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
     meter_provider, snapshot_reader = build_meter_provider(
         settings, resource, snapshot_dir, health, MetricsInjector(http_metrics, resource)
     )
-    tracer_provider = build_tracer_provider(settings, resource, health)
-    logger_provider = build_logger_provider(settings, resource, health)
+    spool = ProcessSpool(settings.spool, settings.shutdown_timeout_s, health)
+    tracer_provider = build_tracer_provider(settings, resource, health, spool)
+    logger_provider = build_logger_provider(settings, resource, health, spool)
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
     set_logger_provider(logger_provider)

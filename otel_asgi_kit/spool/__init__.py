@@ -19,7 +19,7 @@ from typing import Any
 
 from otel_asgi_kit.export_health import ExportHealth
 from otel_asgi_kit.failsafe import warn
-from otel_asgi_kit.settings import OTEL_ASGI_KIT_SPOOL_DIR, SpoolSettings
+from otel_asgi_kit.settings import OTEL_ASGI_KIT_SPOOL_DIR, OtlpTarget, SpoolSettings
 from otel_asgi_kit.spool.attempt import supports
 from otel_asgi_kit.spool.outbox import Outbox
 from otel_asgi_kit.spool.store import Budget, SpoolStore
@@ -42,6 +42,11 @@ class ProcessSpool:
         self.persistent = bool(settings.directory) and _usable(settings.directory)
         self._root = Path(settings.directory) if self.persistent else None
         self._temp_root: Path | None = None
+
+    def exporter_kwargs(self, signal: str, target: OtlpTarget) -> dict[str, Any]:
+        """``outbox=`` for the kit's OTLP/HTTP exporters; gRPC ones keep the SDK's own behaviour."""
+        factory = self.factory(signal, target.endpoint) if target.protocol == "http/protobuf" else None
+        return {} if factory is None else {"outbox": factory}
 
     def factory(self, signal: str, endpoint: str) -> OutboxFactory | None:
         """What ``DirectSpanExporter``/``DirectLogExporter`` take as ``outbox=``; None: no spool."""

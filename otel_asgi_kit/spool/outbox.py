@@ -123,9 +123,10 @@ class Outbox:
             stored, evicted = self._store.put(body, count)
         except OSError as exc:
             self._disabled = True
-            warn(
-                f"the {self._signal} spool cannot be written ({type(exc).__name__}: {exc}); while the collector "
-                "is away they are kept in memory only, as without a spool"
+            self._health.warn_limited(
+                "spool-unwritable",
+                f"the spool cannot be written ({type(exc).__name__}: {exc.strerror or exc}); while the collector "
+                f"is away {self._items} and the rest are kept in memory only, as without a spool",
             )
             return self._post(body, count)
         self._dropped(evicted, SpoolFullError)

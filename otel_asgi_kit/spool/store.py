@@ -238,6 +238,9 @@ class SpoolStore:
         """The body of ``entry``; ``None`` when the file is corrupt (then removed and reported)."""
         try:
             body, _, _ = decode_file(entry.path.read_bytes())
+        except FileNotFoundError:  # removed from outside: nothing to send
+            self.remove(entry)
+            return None
         except CorruptFileError as exc:
             self._on_corrupt(entry.path, str(exc))
             self.remove(entry)

@@ -11,9 +11,11 @@ without them the spool is not used (``tests/test_spool_store.py`` lists them).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
+_OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^\"')]+)")
 _RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 _NEEDED = ("_compress", "_submit", "_transport", "_timeout")
 
@@ -28,7 +30,10 @@ class Attempt:
     def describe(self) -> str:
         if self.status_code is not None:
             return f"HTTP {self.status_code}"
-        return " ".join(str(self.error or "no answer").split())[:300]
+        text = " ".join(str(self.error or "no answer").split())
+        # requests nests the OS error three exceptions deep; the operator needs only that.
+        found = _OS_ERROR.search(text)
+        return found.group(1) if found else text[:300]
 
 
 def supports(client: object) -> bool:

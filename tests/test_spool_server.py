@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.load import SteadyLoad
 from tests.support.otlp_receiver import OtlpReceiver, wait_for
 from tests.support.servers import BIN, ROOT, free_port, kit_env, run_server, stop
-from tests.support.load import SteadyLoad, p99
 
 pytestmark = pytest.mark.server
 

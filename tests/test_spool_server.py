@@ -218,3 +218,20 @@ def test_ctrl_c_with_a_collector_still_sends_everything() -> None:
             assert rx.item_spans() == []
             stop(srv.process, signal.SIGINT)
         assert ids == rx.item_traces()
+
+
+def test_restarted_gunicorn_workers_hand_over_their_spools(tmp_path: Path) -> None:
+    """gunicorn recycling workers (max_requests) while the collector is down: every span arrives, once."""
+    spool = tmp_path / "spool"
+    with receivers() as rx:
+        env = kit_env(rx.endpoint, OTEL_ASGI_KIT_SPOOL_DIR=str(spool))
+        with run_server("gunicorn", APP, env, workers=2, extra_args=("--max-requests", "40")) as srv:
+            ids = _get(srv.base_url, 150)  # each worker is replaced at least once
+            time.sleep(1)
+            rx.up()
+            arrived = wait_for(lambda: ids <= rx.item_traces(), timeout=60)
+            stderr = srv.stderr()
+        assert arrived, f"{len(ids - rx.item_traces())} of 150 missing:\n{stderr}"
+        assert "stay spooled" in stderr  # a recycled worker left its spool behind
+        spans = rx.item_spans()
+        assert len(spans) == len(set(spans)) == 150

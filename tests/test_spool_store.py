@@ -230,3 +230,26 @@ def test_shutdown_with_no_collector_is_quick(
     else:
         assert "dropped 5 spooled spans at exit" in err
         assert temp_root is not None and not temp_root.exists()
+
+
+def test_unusable_spool_dir_is_reported_once_naming_the_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spool dir that cannot be made: one line names the variable and value; the temp spool is used."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    settings = load_settings({"OTEL_ASGI_KIT_SPOOL_DIR": str(blocker / "spool")})
+    spool = ProcessSpool(settings.spool, 4.0, ExportHealth())
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert f"OTEL_ASGI_KIT_SPOOL_DIR='{blocker / 'spool'}' is not a usable directory" in lines[0]
+    assert not spool.persistent
+
+
+def test_spool_off_leaves_the_stock_exporter() -> None:
+    """OTEL_ASGI_KIT_SPOOL=false: no outbox, the SDK's own retries and drops."""
+    settings = load_settings({"OTEL_ASGI_KIT_SPOOL": "false"})
+    spool = ProcessSpool(settings.spool, 4.0, ExportHealth())
+    assert spool.exporter_kwargs("traces", settings.otlp["traces"]) == {}
+    grpc = load_settings({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    assert ProcessSpool(grpc.spool, 4.0, ExportHealth()).exporter_kwargs("traces", grpc.otlp["traces"]) == {}

@@ -25,6 +25,7 @@ class SteadyLoad:
     url_format: str
     rate: float
     duration: float
+    concurrency: int = 32
     samples: list[Sample] = field(default_factory=list)
     _thread: threading.Thread | None = None
 
@@ -35,21 +36,26 @@ class SteadyLoad:
 
     def join(self) -> list[Sample]:
         assert self._thread is not None
-        self._thread.join(self.duration + 60)
+        self._thread.join(self.duration + 120)
         return self.samples
 
     async def _run(self) -> None:
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        # A fixed set of workers, each taking the next request when it is due: a slow server makes the
+        # load fall behind schedule instead of piling up thousands of waiting requests in the client.
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        total = int(self.rate * self.duration)
+        begin = time.monotonic()
+        counter = iter(range(total))
         async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-            tasks = []
-            begin = time.monotonic()
-            total = int(self.rate * self.duration)
-            for i in range(total):
-                delay = begin + i / self.rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(self._one(client, i)))
-            await asyncio.gather(*tasks)
+
+            async def worker() -> None:
+                for i in counter:
+                    delay = begin + i / self.rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    await self._one(client, i)
+
+            await asyncio.gather(*(worker() for _ in range(self.concurrency)))
 
     async def _one(self, client: httpx.AsyncClient, i: int) -> None:
         started = time.monotonic()

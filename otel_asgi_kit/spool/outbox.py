@@ -126,7 +126,7 @@ class Outbox:
             self._health.warn_limited(
                 "spool-unwritable",
                 f"the spool cannot be written ({type(exc).__name__}: {exc.strerror or exc}); while the collector "
-                f"is away {self._items} and the rest are kept in memory only, as without a spool",
+                "is away, spans and log records are kept in memory only, as without a spool",
             )
             return self._post(body, count)
         self._dropped(evicted, SpoolFullError)
@@ -210,6 +210,11 @@ class Outbox:
         else:
             self._store.remove(entry)
             self._count_drop(entry.count, RejectedError, attempt)
+            self._health.warn_limited(
+                f"spool-rejected:{self._signal}",
+                f"the collector at {self._endpoint} refused {entry.count} spooled {self._items} "
+                f"({attempt.describe()}); dropped",
+            )
         return attempt
 
     # -- drops -------------------------------------------------------------------------------------

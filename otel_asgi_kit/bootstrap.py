@@ -52,6 +52,7 @@ from otel_asgi_kit.resource import build_resource
 from otel_asgi_kit.runtime_metrics import register_runtime_metrics
 from otel_asgi_kit.settings import Settings, env_name, load_settings
 from otel_asgi_kit.shutdown import BoundedShutdown
+from otel_asgi_kit.spool import ProcessSpool
 from otel_asgi_kit.version import SCOPE_NAME, SCOPE_VERSION
 
 
@@ -185,8 +186,9 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
     websocket_metrics = WebSocketMetrics()
     inject = MetricsInjector(resource, http_metrics.collect, websocket_metrics.collect)
     meter_provider, snapshot_reader = build_meter_provider(settings, resource, snapshot_dir, health, inject)
-    tracer_provider = build_tracer_provider(settings, resource, health)
-    logger_provider = build_logger_provider(settings, resource, health)
+    spool = ProcessSpool(settings.spool, settings.shutdown_timeout_s, health)
+    tracer_provider = build_tracer_provider(settings, resource, health, spool)
+    logger_provider = build_logger_provider(settings, resource, health, spool)
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
     set_logger_provider(logger_provider)

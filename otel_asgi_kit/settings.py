@@ -22,7 +22,18 @@ from otel_asgi_kit import parsers as p
 from otel_asgi_kit.declaring import Reader, Source, Var, extra_patterns, group, setting, var_of, walk
 from otel_asgi_kit.redaction import DEFAULT_QUERY_PARAMS
 
-__all__ = ["SIGNALS", "VARS", "BatchLimits", "OtlpTarget", "Settings", "Source", "Var", "env_name", "load_settings"]
+__all__ = [
+    "SIGNALS",
+    "VARS",
+    "BatchLimits",
+    "OtlpTarget",
+    "Settings",
+    "Source",
+    "SpoolSettings",
+    "Var",
+    "env_name",
+    "load_settings",
+]
 
 SIGNALS = ("traces", "metrics", "logs")
 _SAMPLERS = (
@@ -97,6 +108,57 @@ class BatchLimits:
     )
     max_export_batch_size: int = setting(
         "{prefix}_MAX_EXPORT_BATCH_SIZE", "512", p.int_between(1, 10_000_000), "{what}: records per export."
+    )
+
+
+def _megabytes(low: int, high: int) -> Any:
+    whole = p.int_between(low, high)
+
+    def parse(text: str) -> int:
+        return whole(text) * 1_000_000
+
+    return parse
+
+
+@dataclass(frozen=True)
+class SpoolSettings:
+    enabled: bool = setting(
+        "OTEL_ASGI_KIT_SPOOL",
+        "true",
+        p.parse_bool,
+        "While the collector is unreachable, keep encoded spans and log records in a bounded spool on disk and "
+        "send them, oldest first, when it answers again (docs/spool.md); false: drop them as the SDK does.",
+        kit_default=True,
+    )
+    directory: str | None = setting(
+        "OTEL_ASGI_KIT_SPOOL_DIR",
+        "",
+        p.parse_text,
+        "Spool directory kept across restarts (a volume): the next process sends what this one could not; "
+        "default: a per-process temp dir, removed at exit.",
+        kit_default=True,
+        optional=True,
+    )
+    max_bytes: int = setting(
+        "OTEL_ASGI_KIT_SPOOL_MAX_SIZE",
+        "256",
+        _megabytes(1, 1_000_000),
+        "MB of spool per worker process (spans and logs together); past it the oldest are dropped and counted.",
+        kit_default=True,
+    )
+    max_age_s: float = setting(
+        "OTEL_ASGI_KIT_SPOOL_MAX_AGE",
+        "86400",
+        p.int_between(1, 31_536_000),
+        "Seconds a spooled request may wait; older ones are dropped and counted.",
+        kit_default=True,
+    )
+    replay_rate: float = setting(
+        "OTEL_ASGI_KIT_SPOOL_REPLAY_RATE",
+        "20",
+        p.int_between(1, 10_000),
+        "Spooled OTLP requests sent per second per signal once the collector answers (each up to a batch).",
+        kit_default=True,
     )
 
 
@@ -259,6 +321,8 @@ class Settings:
     log_file_backups: int = setting(
         "OTEL_ASGI_KIT_LOG_FILE_BACKUPS", "5", p.int_between(1, 1000), "Rotated log files kept per process."
     )
+    # Nothing lost while the collector is away.
+    spool: SpoolSettings = group(SpoolSettings)
     # Process behaviour.
     auto_instrument: bool = setting(
         "OTEL_ASGI_KIT_AUTO_INSTRUMENT",

@@ -1,7 +1,8 @@
 """The stock OTLP/HTTP span and log exporters, sending bytes from ``wire``.
 
-Only the encoding step is replaced. The exporters keep their stock transport,
-retries, compression, headers, TLS options, request-size limit and self-metrics.
+Only the encoding step is replaced (with ``outbox=``, also the send: see
+``otel_asgi_kit.spool``). The exporters keep their stock transport, retries,
+compression, headers, TLS options, request-size limit and self-metrics.
 That means using four attributes of the stock classes that are not part of
 their public API (``_client``, ``_metrics``, ``_max_request_size``, ``_shutdown``)
 and two names of the private ``_common`` module, imported under a guard. If
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -40,6 +41,10 @@ def _private(name: str) -> Any:
 _is_request_too_large: Any = _private("_is_request_too_large")
 RequestPayloadTooLargeError: Any = _private("RequestPayloadTooLargeError")
 
+if TYPE_CHECKING:
+    from otel_asgi_kit.spool import OutboxFactory
+    from otel_asgi_kit.spool.outbox import Outbox
+
 _logger = logging.getLogger(__name__)
 _NEEDED = ("_client", "_metrics", "_max_request_size", "_shutdown")
 _Result = TypeVar("_Result", SpanExportResult, LogRecordExportResult)
@@ -52,6 +57,42 @@ def _has_direct_path(exporter: object) -> bool:
     return all(hasattr(exporter, name) for name in _NEEDED) and callable(getattr(client, "export", None))
 
 
+def _encode(exporter: Any, batch: Sequence[Any], encode: Callable[[Sequence[Any]], bytes], what: str) -> bytes | None:
+    """The request body, or ``None`` when it cannot be sent (counted as a failed export)."""
+    error: Exception
+    try:
+        data = encode(batch)
+    except Exception as exc:  # a bug here must cost this batch only
+        _logger.error("Failed to encode %s batch: %s", what, exc)
+        error = exc
+    else:
+        limit = exporter._max_request_size
+        if not _is_request_too_large(data, limit):
+            return data
+        _logger.warning(
+            "Dropping %s batch: serialized size %d bytes exceeds max_request_size %d bytes.", what, len(data), limit
+        )
+        error = RequestPayloadTooLargeError(
+            f"Serialized {what} request size {len(data)} bytes exceeds max_request_size {limit} bytes."
+        )
+    with exporter._metrics.export_operation(len(batch)) as result:
+        result.error = error
+    return None
+
+
+def _post(exporter: Any, data: bytes, count: int) -> bool:
+    """The stock client's send, retries included."""
+    with exporter._metrics.export_operation(count) as result:
+        sent = exporter._client.export(data)
+        if not sent.success:
+            result.error = sent.error
+            result.error_attrs = (
+                {"http.response.status_code": sent.status_code} if sent.status_code is not None else None
+            )
+            return False
+    return True
+
+
 def _send(
     exporter: Any,
     batch: Sequence[Any],
@@ -60,39 +101,33 @@ def _send(
     success: _Result,
     failure: _Result,
 ) -> _Result:
-    """What the stock ``export`` does, with the kit's bytes."""
-    with exporter._metrics.export_operation(len(batch)) as result:
-        try:
-            data = encode(batch)
-        except Exception as error:  # a bug here must cost this batch only
-            _logger.error("Failed to encode %s batch: %s", what, error)
-            result.error = error
-            return failure
-        limit = exporter._max_request_size
-        if _is_request_too_large(data, limit):
-            _logger.warning(
-                "Dropping %s batch: serialized size %d bytes exceeds max_request_size %d bytes.", what, len(data), limit
-            )
-            result.error = RequestPayloadTooLargeError(
-                f"Serialized {what} request size {len(data)} bytes exceeds max_request_size {limit} bytes."
-            )
-            return failure
-        sent = exporter._client.export(data)
-        if not sent.success:
-            result.error = sent.error
-            result.error_attrs = (
-                {"http.response.status_code": sent.status_code} if sent.status_code is not None else None
-            )
-            return failure
-    return success
+    """What the stock ``export`` does, with the kit's bytes; the spool's outbox sends them when there is one."""
+    data = _encode(exporter, batch, encode, what)
+    if data is None:
+        return failure
+    outbox = exporter.outbox
+    sent = outbox.send(data, len(batch)) if outbox is not None else _post(exporter, data, len(batch))
+    return success if sent else failure
+
+
+def _outbox(exporter: Any, factory: OutboxFactory | None) -> Outbox | None:
+    if factory is None or not exporter.direct:
+        return None
+    return factory(exporter._client, exporter._metrics, lambda data, count: _post(exporter, data, count))
 
 
 class DirectSpanExporter(OTLPSpanExporter):
     """``OTLPSpanExporter`` encoding with ``wire.encode_trace_request``."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, outbox: OutboxFactory | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.direct = _has_direct_path(self)
+        self.outbox = _outbox(self, outbox)
+
+    def shutdown(self) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
+        super().shutdown()  # type: ignore[no-untyped-call]
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not self.direct or self._shutdown:
@@ -103,9 +138,15 @@ class DirectSpanExporter(OTLPSpanExporter):
 class DirectLogExporter(OTLPLogExporter):
     """``OTLPLogExporter`` encoding with ``wire.encode_logs_request``."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, outbox: OutboxFactory | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.direct = _has_direct_path(self)
+        self.outbox = _outbox(self, outbox)
+
+    def shutdown(self) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
+        super().shutdown()  # type: ignore[no-untyped-call]
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         if not self.direct or self._shutdown:

@@ -41,8 +41,8 @@ def _encoders() -> tuple[bool, bool]:
     spans = DirectSpanExporter(endpoint="http://127.0.0.1:4318/v1/traces")
     logs = DirectLogExporter(endpoint="http://127.0.0.1:4318/v1/logs")
     found = (spans.direct, logs.direct)
-    spans.shutdown()  # type: ignore[no-untyped-call]
-    logs.shutdown()  # type: ignore[no-untyped-call]
+    spans.shutdown()
+    logs.shutdown()
     return found
 
 

@@ -15,6 +15,7 @@ import importlib.util
 from collections.abc import Callable
 from typing import Any
 
+from otel_asgi_kit.aiohttp.hooks import install_aiohttp_hooks
 from otel_asgi_kit.asgi.frameworks import install_framework_hooks
 from otel_asgi_kit.asgi.middleware import KitMiddleware
 from otel_asgi_kit.failsafe import report_once
@@ -40,6 +41,7 @@ def install_server_hooks(after_logging_config: Callable[[], None], on_server_exi
         ("uvicorn", _hook_uvicorn),
         ("hypercorn", _hook_hypercorn),
         ("gunicorn", _hook_gunicorn),
+        ("aiohttp", lambda _: install_aiohttp_hooks(on_server_exit)),
     ):
         if importlib.util.find_spec(name) is None:
             continue

@@ -19,6 +19,8 @@ from typing import Any
 
 from opentelemetry import trace
 
+from otel_asgi_kit.redaction import AIOHTTP_REQUEST_LINE
+
 _ACCESS_LOGGERS = frozenset({"uvicorn.access"})
 # A plain LogRecord has about 22 attributes; more means ``extra=`` fields to copy.
 _PLAIN_RECORD_SIZE = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) + 1
@@ -58,6 +60,9 @@ class EcsJsonFormatter(logging.Formatter):
             doc["url.original"] = path
             doc["http.response.status_code"] = status
         if len(record.__dict__) > _PLAIN_RECORD_SIZE:
+            line = record.__dict__.get(AIOHTTP_REQUEST_LINE)
+            if isinstance(line, str):
+                _aiohttp_access_fields(doc, record.__dict__, line)
             # ECS-style ``extra={"event.category": ...}`` fields: dotted names only, so
             # the record's own attributes and helpers' private ones stay out.
             for key, value in record.__dict__.items():
@@ -71,6 +76,22 @@ class EcsJsonFormatter(logging.Formatter):
         elif record.stack_info:
             doc["error.stack_trace"] = record.stack_info
         return _encode(doc)
+
+
+def _aiohttp_access_fields(doc: dict[str, Any], fields: dict[str, Any], line: str) -> None:
+    """aiohttp's access log (on ``aiohttp.access``, or ``gunicorn.access`` under its worker) passes its
+    atoms as record attributes: ``first_request_line`` "GET /a?b=1 HTTP/1.1", ``response_status``,
+    ``remote_address``, each present when the log format has it."""
+    parts = line.split(" ")
+    if len(parts) == 3:
+        doc["http.request.method"] = parts[0]
+        doc["url.original"] = parts[1]
+    status = fields.get("response_status")
+    if isinstance(status, int):
+        doc["http.response.status_code"] = status
+    remote = fields.get("remote_address")
+    if isinstance(remote, str) and remote != "-":
+        doc["client.address"] = remote
 
 
 class TextFormatter(logging.Formatter):

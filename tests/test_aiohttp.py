@@ -77,10 +77,12 @@ def test_tutorial_app(server: str, app: str, workers: int, receiver: OtlpReceive
         wait_for(lambda: [r for r in receiver.logs() if r.body == "request failed"])
         logs = receiver.logs()
         metrics = wait_for(
-            lambda: (text := httpx.get(f"http://127.0.0.1:{srv.admin_port}/metrics").text)
-            and _count(_metric_lines(text), "/items/{item_id}", 200) >= 8
-            and "websocket_server_connection_duration_seconds_count" in text
-            and text,
+            lambda: (
+                (text := httpx.get(f"http://127.0.0.1:{srv.admin_port}/metrics").text)
+                and _count(_metric_lines(text), "/items/{item_id}", 200) >= 8
+                and "websocket_server_connection_duration_seconds_count" in text
+                and text
+            ),
             timeout=15,
         )
         stdout = srv.stdout()
@@ -200,14 +202,18 @@ def _final_count(receiver: OtlpReceiver) -> int:
         ("aiohttp", "examples/aiohttp_app.py", 1, signal.SIGTERM),
         ("aiohttp", "examples/aiohttp_app.py", 1, signal.SIGINT),
         ("gunicorn-aiohttp", "examples.aiohttp_app:app", 2, signal.SIGTERM),
+        ("gunicorn-aiohttp", "examples.aiohttp_app:app", 2, signal.SIGINT),
     ],
 )
 def test_signal_flushes_everything(server: str, app: str, workers: int, sig: int, receiver: OtlpReceiver) -> None:
     """30 requests, the last one right before the signal: 30 spans, 30 handler logs, final count 30."""
     with run_server(server, app, kit_env(receiver.endpoint, **HOLD), workers=workers) as srv:
-        with ThreadPoolExecutor(5) as pool:
-            codes = list(pool.map(lambda i: httpx.get(f"{srv.base_url}/items/{i}", timeout=10).status_code, range(29)))
-        last = httpx.get(f"{srv.base_url}/items/last", timeout=10)
+        # One connection each (gunicorn's workers all get a share), one client: no TLS set-up per request.
+        limits = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(base_url=srv.base_url, timeout=10, limits=limits) as client:
+            with ThreadPoolExecutor(5) as pool:
+                codes = list(pool.map(lambda i: client.get(f"/items/{i}").status_code, range(29)))
+            last = client.get("/items/last")
         assert receiver.spans() == []  # held back until the flush
         code = stop(srv.process, sig)
     assert codes == [200] * 29 and last.status_code == 200

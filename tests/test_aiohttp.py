@@ -292,7 +292,7 @@ def test_app_built_before_the_kit_is_traced(receiver: OtlpReceiver, tmp_path: Pa
 
 def test_unknown_aiohttp_internals_leave_the_app_alone(receiver: OtlpReceiver, tmp_path: Path) -> None:
     """If aiohttp's request path is not what the kit expects: one warning, the app serves, untraced."""
-    response, stdout, stderr = _run_script(BROKEN_AIOHTTP, receiver, tmp_path)
+    response, _, stderr = _run_script(BROKEN_AIOHTTP, receiver, tmp_path)
     assert response.status_code == 200 and response.json() == {"id": "5"}
     assert "traceresponse" not in response.headers
     warnings = [line for line in stderr.splitlines() if "aiohttp requests are not traced" in line]

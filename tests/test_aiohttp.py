@@ -299,3 +299,24 @@ def test_unknown_aiohttp_internals_leave_the_app_alone(receiver: OtlpReceiver, t
     assert len(warnings) == 1, stderr
     assert "_handle_request takes" in warnings[0]
     assert receiver.spans() == []
+
+
+def test_blocked_loop_is_reported_in_the_request_trace(receiver: OtlpReceiver) -> None:
+    """`time.sleep(0.3)` in an aiohttp handler: one blocked-loop warning in that request's trace, counted once."""
+    env = kit_env(receiver.endpoint, OTEL_ASGI_KIT_METRICS_SNAPSHOT_INTERVAL="200")
+    with run_server("aiohttp", "examples/aiohttp_blocking_app.py", env) as srv:
+        blocked = httpx.get(srv.base_url + "/block")
+        logs = wait_for(lambda: [r for r in receiver.logs() if "event loop blocked" in str(r.body)])
+        metrics = wait_for(
+            lambda: (
+                (text := httpx.get(f"http://127.0.0.1:{srv.admin_port}/metrics").text)
+                and "python_asyncio_event_loop_blocked_total 1.0" in text
+                and text
+            ),
+            timeout=10,
+        )
+    assert blocked.status_code == 200
+    (record,) = logs
+    assert record.trace_id == _trace_id(blocked)
+    assert record.attributes["code.function.name"] == "block"
+    assert "python_asyncio_event_loop_lag_seconds_count" in metrics

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -13,10 +11,8 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otel_asgi_kit import _state
-from otel_asgi_kit.aiohttp.hooks import install_aiohttp_hooks
 from tests.conftest import Telemetry, make_telemetry
-from tests.support.servers import free_port
+from tests.support.aiohttp_server import serve_in_thread
 
 SECRET = "s3cr3t-value"
 METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY", "_OTHER"}
@@ -37,24 +33,11 @@ async def _ok(request: web.Request) -> web.Response:
 def server() -> Iterator[tuple[int, Telemetry]]:
     """An aiohttp AppRunner on 127.0.0.1 in a thread, the kit's hooks recording into memory."""
     telemetry = make_telemetry({"OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST": ".*"})
-    install_aiohttp_hooks(lambda: None)
     app = web.Application()
     app.router.add_route("*", "/items/{item_id}", _item)
     app.router.add_route("*", "/ok", _ok)
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    with _state.use_instrumentation(telemetry.instrumentation):
-        thread.start()
-        try:
-            yield port, telemetry
-        finally:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(10)
+    with serve_in_thread(app, telemetry.instrumentation) as base_url:
+        yield int(base_url.rsplit(":", 1)[1]), telemetry
 
 
 def _exchange(port: int, raw: bytes) -> bytes:

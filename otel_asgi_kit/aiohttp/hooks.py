@@ -8,7 +8,8 @@ Those are patched on their classes, so applications created before the kit
 was loaded are traced too (nothing depends on which ``web.Application`` class
 the app was built from). ``BaseRunner.setup`` starts the loop monitor inside
 the server's loop; the ends of ``run_app`` and of the gunicorn worker flush
-the kit before the process exits.
+the kit before the process exits. Nothing is imported at start-up: each
+patch is applied when the app itself imports the module (``after_import``).
 
 What is relied on is checked first: if this aiohttp release lacks it, one
 warning says so and aiohttp runs untouched (WebSocket message counting is
@@ -28,7 +29,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from otel_asgi_kit.failsafe import report_once, warn
+from otel_asgi_kit.after_import import after_import
+from otel_asgi_kit.failsafe import warn
 from otel_asgi_kit.logs.handlers import route_to_root
 from otel_asgi_kit.loop_health import ensure_loop_monitor
 
@@ -36,13 +38,28 @@ _PATCHED = "__otel_asgi_kit_patched__"
 _HANDLE_REQUEST_PARAMS = ["self", "request", "start_time", "request_handler"]
 
 
+_on_server_exit: Callable[[], None] = lambda: None  # noqa: E731 - replaced at install
+_watching = False
+
+
 def install_aiohttp_hooks(on_server_exit: Callable[[], None]) -> None:
-    """Patch aiohttp (if installed) once; a release without what is relied on is left alone, with one warning."""
-    if importlib.util.find_spec("aiohttp") is None:
+    """Patch aiohttp (if installed) once its modules are imported: an app without aiohttp.web pays nothing."""
+    global _on_server_exit, _watching
+    _on_server_exit = on_server_exit
+    if _watching or importlib.util.find_spec("aiohttp") is None:
         return
+    _watching = True
+    # web_runner: imported by every server path (aiohttp.web, python -m aiohttp.web, the gunicorn worker),
+    # after the request, response and application modules it builds on.
+    after_import("aiohttp.web_runner", _install_request_hooks)
+    after_import("aiohttp.web", _hook_run_app)
+    after_import("aiohttp.worker", _hook_gunicorn_worker)
+
+
+def _install_request_hooks() -> None:
     try:
         problem = _missing()
-    except Exception as exc:  # an aiohttp that does not even import as expected
+    except Exception as exc:  # an aiohttp whose modules are not laid out as expected
         problem = f"{type(exc).__name__}: {exc}"
     if problem:
         warn(f"aiohttp {_version()}: {problem}; aiohttp requests are not traced")
@@ -53,7 +70,9 @@ def install_aiohttp_hooks(on_server_exit: Callable[[], None]) -> None:
         warn(f"aiohttp {_version()}: {websocket_problem}; WebSocket messages are not counted")
     else:
         _hook_websockets()
-    _hook_lifecycle(on_server_exit)
+    from aiohttp.web_runner import BaseRunner
+
+    _patch(BaseRunner, "setup", _make_setup)
 
 
 def _version() -> str:
@@ -143,24 +162,34 @@ def _hook_websockets() -> None:
     _patch(WebSocketResponse, "send_frame", _through(websocket.send_frame))
 
 
-def _hook_lifecycle(on_server_exit: Callable[[], None]) -> None:
-    def make_setup(original: Any) -> Any:
-        async def setup(self: Any, *args: Any, **kwargs: Any) -> Any:
-            ensure_loop_monitor()  # inside the server's loop, before it serves anything
-            return await original(self, *args, **kwargs)
+def _make_setup(original: Any) -> Any:
+    async def setup(self: Any, *args: Any, **kwargs: Any) -> Any:
+        ensure_loop_monitor()  # inside the server's loop, before it serves anything
+        return await original(self, *args, **kwargs)
 
-        return setup
+    return setup
 
-    def make_exit(original: Any) -> Any:
-        async def run(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return await original(*args, **kwargs)
-            finally:
-                # After the runner's cleanup (in-flight requests done), before the process exits:
-                # gunicorn's worker leaves through sys.exit in a forked child, run_app through a signal.
-                on_server_exit()
 
-        return run
+def _make_exit(original: Any) -> Any:
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await original(*args, **kwargs)
+        finally:
+            # After the runner's cleanup (in-flight requests done), before the process exits:
+            # gunicorn's worker leaves through sys.exit in a forked child, run_app after a signal.
+            _on_server_exit()
+
+    return run
+
+
+def _hook_run_app() -> None:
+    from aiohttp import web
+
+    _patch(web, "_run_app", _make_exit)
+
+
+def _hook_gunicorn_worker() -> None:
+    from aiohttp.worker import GunicornWebWorker
 
     def make_route_access_log(original: Any) -> Any:
         async def run(self: Any) -> Any:
@@ -170,18 +199,4 @@ def _hook_lifecycle(on_server_exit: Callable[[], None]) -> None:
 
         return run
 
-    try:
-        from aiohttp import web
-        from aiohttp.web_runner import BaseRunner
-
-        _patch(BaseRunner, "setup", make_setup)
-        _patch(web, "_run_app", make_exit)
-    except Exception as exc:
-        report_once("hooking aiohttp's runner", exc)
-    if importlib.util.find_spec("gunicorn") is not None:
-        try:
-            from aiohttp.worker import GunicornWebWorker
-
-            _patch(GunicornWebWorker, "_run", lambda original: make_exit(make_route_access_log(original)))
-        except Exception as exc:
-            report_once("hooking aiohttp's gunicorn worker", exc)
+    _patch(GunicornWebWorker, "_run", lambda original: _make_exit(make_route_access_log(original)))

@@ -19,7 +19,11 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
-from aiohttp import hdrs, web
+from aiohttp import hdrs
+from aiohttp.web_exceptions import HTTPException
+from aiohttp.web_fileresponse import FileResponse
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 from aiohttp.web_urldispatcher import StaticResource
 from opentelemetry.propagators.textmap import Getter
 
@@ -31,8 +35,8 @@ from otel_asgi_kit.core.instrumentation import Instrumentation
 from otel_asgi_kit.core.request import ServerRequest
 from otel_asgi_kit.failsafe import report_once
 
-Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-HandleRequest = Callable[[Any, web.BaseRequest, Any, Handler], Awaitable[tuple[web.StreamResponse, bool]]]
+Handler = Callable[[BaseRequest], Awaitable[StreamResponse]]
+HandleRequest = Callable[[Any, BaseRequest, Any, Handler], Awaitable[tuple[StreamResponse, bool]]]
 
 
 class Traced:
@@ -40,11 +44,11 @@ class Traced:
 
     __slots__ = ("core", "error", "inst", "request", "response", "returned_after_end")
 
-    def __init__(self, inst: Instrumentation, request: web.BaseRequest, core: ServerRequest | Connection) -> None:
+    def __init__(self, inst: Instrumentation, request: BaseRequest, core: ServerRequest | Connection) -> None:
         self.inst = inst
         self.request = request
         self.core = core
-        self.response: web.StreamResponse | None = None
+        self.response: StreamResponse | None = None
         self.error: BaseException | None = None
         self.returned_after_end = False
 
@@ -70,8 +74,8 @@ _VERSIONS: dict[Any, str] = {}
 
 
 async def handle_request(
-    original: HandleRequest, protocol: Any, request: web.BaseRequest, start_time: Any, handler: Handler
-) -> tuple[web.StreamResponse, bool]:
+    original: HandleRequest, protocol: Any, request: BaseRequest, start_time: Any, handler: Handler
+) -> tuple[StreamResponse, bool]:
     """``RequestHandler._handle_request`` with the request recorded around it."""
     inst = _state.current_instrumentation()
     # aiohttp's own answer to an unparsable request (400) reaches no app: like an ASGI server's, untraced.
@@ -92,7 +96,7 @@ async def handle_request(
     return response, reset
 
 
-def _start(inst: Instrumentation, request: web.BaseRequest) -> Traced:
+def _start(inst: Instrumentation, request: BaseRequest) -> Traced:
     headers = request.headers
     parent = None
     for name in inst.propagation_names:
@@ -124,10 +128,10 @@ def _start(inst: Instrumentation, request: web.BaseRequest) -> Traced:
 def _record_errors(traced: Traced, handler: Handler) -> Handler:
     """The app's handler; what it raises (other than an ``HTTPException`` answer) is kept for the span."""
 
-    async def recorded(request: web.BaseRequest) -> web.StreamResponse:
+    async def recorded(request: BaseRequest) -> StreamResponse:
         try:
             response = await handler(request)
-        except web.HTTPException:
+        except HTTPException:
             raise  # an answer (404, 302, ...), not an error; a 5xx one is marked by its status
         except Exception as exc:
             traced.error = exc
@@ -158,7 +162,7 @@ def _finish(traced: Traced, exc: BaseException | None) -> None:
         client = client_address(peer, request.headers.items(), inst.trusted_proxies) if peer else None
         response = traced.response
         if response is not None:
-            if isinstance(response, web.FileResponse) and not core.response_bytes and request.method != "HEAD":
+            if isinstance(response, FileResponse) and not core.response_bytes and request.method != "HEAD":
                 core.response_bytes = response.content_length or 0  # sent by sendfile, not through ``write``
             if inst.response_headers.enabled:
                 response_attributes = inst.response_headers.attributes(response.headers.items())
@@ -174,7 +178,7 @@ def _finish(traced: Traced, exc: BaseException | None) -> None:
     )
 
 
-def route_of(request: web.BaseRequest) -> str | None:
+def route_of(request: BaseRequest) -> str | None:
     """The matched resource's canonical path (``/users/{id}``); ``None`` when nothing matched (404, 405)."""
     match_info = getattr(request, "_match_info", None)  # web.Request after routing; a bare Server has none
     if match_info is None:
@@ -188,7 +192,7 @@ def route_of(request: web.BaseRequest) -> str | None:
     return canonical
 
 
-async def response_start(original: Callable[..., Awaitable[Any]], response: web.StreamResponse, request: Any) -> Any:
+async def response_start(original: Callable[..., Awaitable[Any]], response: StreamResponse, request: Any) -> Any:
     """``StreamResponse._start``: the status and the trace header, before the headers are written."""
     traced = current.get()
     if traced is None or traced.request is not request:
@@ -206,7 +210,7 @@ async def response_start(original: Callable[..., Awaitable[Any]], response: web.
     return writer
 
 
-async def response_write(original: Callable[..., Awaitable[None]], response: web.StreamResponse, data: Any) -> None:
+async def response_write(original: Callable[..., Awaitable[None]], response: StreamResponse, data: Any) -> None:
     await original(response, data)
     traced = current.get()
     if traced is not None and traced.response is response:
@@ -216,7 +220,7 @@ async def response_write(original: Callable[..., Awaitable[None]], response: web
 
 
 async def response_write_eof(
-    original: Callable[..., Awaitable[None]], response: web.StreamResponse, data: Any = b""
+    original: Callable[..., Awaitable[None]], response: StreamResponse, data: Any = b""
 ) -> None:
     """``StreamResponse.write_eof``: the last byte is handed to the transport, the request ends here."""
     await original(response, data)

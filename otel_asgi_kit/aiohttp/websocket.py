@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
+from aiohttp.web_ws import WebSocketResponse
 from opentelemetry.context import Context
 
 from otel_asgi_kit.core.connection import Connection
@@ -22,20 +25,20 @@ _DATA = (WSMsgType.TEXT, WSMsgType.BINARY)
 _CLOSING = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
 
-def start_connection(inst: Instrumentation, request: web.BaseRequest, parent: Context | None) -> Connection:
+def start_connection(inst: Instrumentation, request: BaseRequest, parent: Context | None) -> Connection:
     return Connection(inst, request.path, "wss" if request.secure else "ws", parent)
 
 
-def accept(conn: Connection, response: web.StreamResponse, route: str | None) -> None:
-    if isinstance(response, web.WebSocketResponse):
+def accept(conn: Connection, response: StreamResponse, route: str | None) -> None:
+    if isinstance(response, WebSocketResponse):
         conn.accept(route)
         setattr(response, CONNECTION_ATTR, conn)
 
 
 def finish_connection(
-    conn: Connection, response: web.StreamResponse | None, route: str | None, exc: BaseException | None
+    conn: Connection, response: StreamResponse | None, route: str | None, exc: BaseException | None
 ) -> None:
-    if isinstance(response, web.WebSocketResponse) and response.close_code is not None:
+    if isinstance(response, WebSocketResponse) and response.close_code is not None:
         conn.closed(int(response.close_code))
     # A handler that answered the upgrade request with a plain response never accepted it.
     conn.finish(route if conn.accepted else None, exc)
@@ -47,7 +50,7 @@ def _size(data: Any) -> int:
     return len(data) if data is not None else 0
 
 
-async def receive(original: Callable[..., Awaitable[Any]], ws: web.WebSocketResponse, *args: Any, **kwargs: Any) -> Any:
+async def receive(original: Callable[..., Awaitable[Any]], ws: WebSocketResponse, *args: Any, **kwargs: Any) -> Any:
     message = await original(ws, *args, **kwargs)
     conn: Connection | None = getattr(ws, CONNECTION_ATTR)
     if conn is not None:
@@ -61,7 +64,7 @@ async def receive(original: Callable[..., Awaitable[Any]], ws: web.WebSocketResp
 
 
 async def send_data(
-    original: Callable[..., Awaitable[None]], ws: web.WebSocketResponse, data: Any, *args: Any, **kwargs: Any
+    original: Callable[..., Awaitable[None]], ws: WebSocketResponse, data: Any, *args: Any, **kwargs: Any
 ) -> None:
     """``send_str`` / ``send_bytes`` (``send_json`` goes through ``send_str``): one message each."""
     await original(ws, data, *args, **kwargs)
@@ -72,7 +75,7 @@ async def send_data(
 
 async def send_frame(
     original: Callable[..., Awaitable[None]],
-    ws: web.WebSocketResponse,
+    ws: WebSocketResponse,
     message: Any,
     opcode: Any,
     *args: Any,

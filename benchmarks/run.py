@@ -98,7 +98,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="python of the venv with the kit installed (default: .venv/bin/python, else this interpreter)",
     )
-    parser.add_argument("--stock-venv", type=Path, default=STOCK_VENV, help="where the stock distro's venv is cached")
+    parser.add_argument("--stock-venv", type=Path, default=None, help="where the stock distro's venv is cached")
+    parser.add_argument(
+        "--framework",
+        choices=("starlette", "aiohttp"),
+        default="starlette",
+        help="starlette under uvicorn (stock: contrib asgi+starlette), or aiohttp.web under run_app "
+        "(stock: contrib aiohttp-server)",
+    )
     parser.add_argument("--stock-build-timeout", type=float, default=None, help="seconds (default 300; smoke 120)")
     parser.add_argument("--load", choices=("auto", "wrk", "python"), default="auto", help="load generator")
     parser.add_argument("--no-install", action="store_true", help="do not apt-get install wrk when it is missing")
@@ -109,7 +116,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.rounds, args.duration, args.warmup, args.retries = 1, 1.0, 0.0, 0
         if args.scenarios == parser.get_default("scenarios"):
             args.scenarios = "plain"
-    args.name = args.name or ("smoke" if args.smoke else "latest")
+    args.name = args.name or ("smoke" if args.smoke else "latest") + ("-aiohttp" if args.framework == "aiohttp" else "")
+    if args.stock_venv is None:
+        args.stock_venv = STOCK_VENV.with_name("stock-venv-aiohttp") if args.framework == "aiohttp" else STOCK_VENV
     args.stock_build_timeout = args.stock_build_timeout or (120.0 if args.smoke else 300.0)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     wanted = {v.strip() for v in args.variants.split(",")} | ({"kit-base"} if args.base_kit_python else set())
@@ -299,6 +308,7 @@ def render(
         "",
         f"- date: {meta['date']}",
         f"- command: `{meta['command']}`",
+        f"- framework: {meta.get('framework', 'starlette')} (aiohttp: web.run_app; stock = contrib aiohttp-server)",
         f"- machine: {m['nproc']} CPUs ({m['cpu_model']}), Linux {m['kernel']}, "
         f"load average before {' '.join(m['loadavg'])}",
         f"- server pinned to core 0, load generator and OTLP sink to core 1: {'yes' if m['pinned'] else 'NO'}",
@@ -375,7 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "stock" in args.variants:
         print(f"stock distro venv: {args.stock_venv} (built once if missing) ...", flush=True)
         try:
-            stock_venv = ensure_stock_venv(args.kit_python, args.stock_venv, timeout=args.stock_build_timeout)
+            stock_venv = ensure_stock_venv(
+                args.kit_python, args.stock_venv, timeout=args.stock_build_timeout, framework=args.framework
+            )
         except StockUnavailableError as exc:
             if not args.smoke:
                 print(f"error: {exc}", file=sys.stderr)
@@ -383,7 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             skipped["stock"] = str(exc)
             args.variants.remove("stock")
             print(f"\n*** STOCK SKIPPED: {exc}\n*** this smoke run compares bare and kit only\n", flush=True)
-    variants = make_variants(args.kit_python, stock_venv, args.base_kit_python)
+    variants = make_variants(args.kit_python, stock_venv, args.base_kit_python, args.framework)
+    if args.framework == "aiohttp":
+        EXPECTED_SPANS["stock"] = 1.0  # the contrib aiohttp-server makes only the server span
     wrk = None if args.load == "python" else find_wrk(install=not args.no_install)
     if args.load == "wrk" and wrk is None:
         print("error: wrk not found and could not be installed", file=sys.stderr)
@@ -401,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta: dict[str, Any] = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command,
+        "framework": args.framework,
         "machine": machine_info(),
         "interpreters": interpreters,
         "kit_revision": git_revision(),

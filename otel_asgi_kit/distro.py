@@ -7,10 +7,10 @@ from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
-# The kit's middleware is the one server span and the one set of HTTP metrics;
-# these would add a second (and FastAPI's native one is switched off per request).
+# The kit's middleware and aiohttp adapter are the one server span and the one set of HTTP
+# metrics; these would add a second (and FastAPI's native one is switched off per request).
 # The logging instrumentor would add a second handler and "0" trace ids.
-REPLACED_INSTRUMENTORS = frozenset({"asgi", "fastapi", "starlette", "logging"})
+REPLACED_INSTRUMENTORS = frozenset({"asgi", "fastapi", "starlette", "aiohttp-server", "logging"})
 
 
 class KitDistro(BaseDistro):  # type: ignore[misc]

@@ -15,6 +15,7 @@ import importlib.util
 from collections.abc import Callable
 from typing import Any
 
+from otel_asgi_kit.aiohttp.hooks import install_aiohttp_hooks
 from otel_asgi_kit.asgi import daphne, granian, unhooked
 from otel_asgi_kit.asgi.frameworks import install_framework_hooks
 from otel_asgi_kit.asgi.middleware import KitMiddleware
@@ -44,6 +45,7 @@ def install_server_hooks(after_logging_config: Callable[[], None], on_server_exi
         ("gunicorn", _hook_gunicorn),
         ("granian", functools.partial(granian.install, wrap_app=wrap_app, on_server_exit=on_server_exit)),
         ("daphne", functools.partial(daphne.install, wrap_app=wrap_app, on_server_exit=on_server_exit)),
+        ("aiohttp", lambda _: install_aiohttp_hooks(on_server_exit)),
     ):
         if importlib.util.find_spec(name) is None:
             continue

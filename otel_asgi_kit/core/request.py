@@ -128,10 +128,16 @@ class ServerRequest:
         client: str | None = None,
         scheme: str | None = None,
         response_attributes: Mapping[str, Any] | None = None,
+        background: bool = True,
     ) -> None:
-        """Record the request. ``exc``: what the app raised (``escaped``) or a framework caught and answered."""
+        """Record the request. ``exc``: what the app raised (``escaped``) or a framework caught and answered.
+
+        ``background``: whether time between the response's end and this call can be the app's own
+        work (an ASGI app returns only after its background tasks); ``False`` when the adapter knows
+        the app had returned before the response ended (aiohttp: only the server's access log runs).
+        """
         try:
-            self._finish(route, exc, escaped, client, scheme, response_attributes)
+            self._finish(route, exc, escaped, client, scheme, response_attributes, background)
         except Exception as failure:
             report_once("ending a request span", failure)
 
@@ -143,6 +149,7 @@ class ServerRequest:
         client: str | None,
         scheme: str | None,
         response_attributes: Mapping[str, Any] | None,
+        background: bool,
     ) -> None:
         now = perf_counter()
         done_at = self.done_at
@@ -151,7 +158,7 @@ class ServerRequest:
         status = self.status
         error_type: str | None = None
         after_response: BaseException | None = None
-        if exc is not None and done_at and escaped and status < 500:
+        if exc is not None and done_at and escaped and status < 500 and background:
             # Raised after a successful response was complete: by work after it (a background task).
             # After a 5xx (Starlette sends its 500, then re-raises) it is the request's own error.
             after_response, exc = exc, None
@@ -190,7 +197,7 @@ class ServerRequest:
         if status in _AUTH_FAILURES:
             self._security_event(route, status, client)
         span.end(self.done_ns or None)
-        if done_at and (after_response is not None or now - done_at >= BACKGROUND_MIN_S):
+        if done_at and background and (after_response is not None or now - done_at >= BACKGROUND_MIN_S):
             self._background_span(name or method, after_response)
         active.leave(self.task)
         if not escaped:

@@ -44,7 +44,7 @@ class EcsJsonFormatter(logging.Formatter):
         doc: dict[str, Any] = {
             "@timestamp": self._timestamp(record.created),
             "log.level": record.levelname.lower(),
-            "message": record.getMessage().rstrip(),  # uvicorn ends its error message in a newline
+            "message": record.getMessage().rstrip("\n"),  # uvicorn ends its error message in a newline
             "log.logger": record.name,
             "service.name": self._service_name,
         }

@@ -1,6 +1,6 @@
 """Exactly one stdout handler and one OTLP handler on the root logger.
 
-Server and framework loggers (uvicorn, gunicorn, hypercorn, Litestar) are
+Server and framework loggers (uvicorn, gunicorn, hypercorn, aiohttp, Litestar) are
 routed to the root logger (``gunicorn.access`` is left as gunicorn set it:
 ``UvicornWorker`` copies its handlers to ``uvicorn.access``, which is routed
 when gunicorn writes an access log at all) so their lines — the access log included — get the
@@ -40,6 +40,9 @@ ROUTED_LOGGERS = (
     "_granian",
     "granian.access",
     "litestar",
+    "aiohttp.access",
+    "aiohttp.server",
+    "aiohttp.web",
 )
 # The exporters' own warnings must not feed back into the pipeline that is failing.
 _QUIET_LOGGERS = ("opentelemetry", "urllib3", "requests")
@@ -115,6 +118,21 @@ def restore_log_handlers() -> None:
                 continue
             logger.handlers = []
             logger.propagate = True
+
+
+def route_to_root(name: str) -> None:
+    """Route one more logger to the kit's handlers, unless switched off on purpose (no handler, no propagation).
+
+    For a logger a server picks at run time: aiohttp's gunicorn worker writes its access log
+    on ``gunicorn.access``, which stays gunicorn's under every other worker.
+    """
+    settings = _settings
+    if settings is None or settings.log_format == "none":
+        return
+    logger = logging.getLogger(name)
+    if logger.handlers or logger.propagate:
+        logger.handlers = []
+        logger.propagate = True
 
 
 def _prints_to_console(handler: logging.Handler) -> bool:

@@ -263,7 +263,7 @@ class Variant:
                 OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
                 OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED="true",
             )
-        elif self.name == "kit":
+        elif self.name.startswith("kit"):
             env.update(
                 OTEL_SERVICE_NAME="bench-kit",
                 OTEL_TRACES_SAMPLER="parentbased_always_on",
@@ -279,12 +279,14 @@ class Variant:
         return env
 
 
-def make_variants(kit_python: str, stock_venv: Path | None) -> dict[str, Variant]:
+def make_variants(kit_python: str, stock_venv: Path | None, base_kit_python: str | None = None) -> dict[str, Variant]:
     kit_bin = Path(kit_python).parent  # not resolved: a venv's python is a symlink out of the venv
     variants = {
         "bare": Variant("bare", kit_bin, launcher=False, exports=False),
         "kit": Variant("kit", kit_bin, launcher=True, exports=True),
     }
+    if base_kit_python is not None:
+        variants["kit-base"] = Variant("kit-base", Path(base_kit_python).parent, launcher=True, exports=True)
     if stock_venv is not None:
         variants["stock"] = Variant("stock", stock_venv / "bin", launcher=True, exports=True)
     return variants

@@ -25,7 +25,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from otel_asgi_kit.asgi.middleware import Instrumentation, KitMiddleware
+from otel_asgi_kit.asgi.middleware import KitMiddleware
+from otel_asgi_kit.core.instrumentation import Instrumentation
 from otel_asgi_kit.settings import load_settings
 
 SCOPE = {

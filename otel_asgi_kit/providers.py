@@ -27,16 +27,16 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
-from otel_asgi_kit.export_health import (
+from otel_asgi_kit.export.health import (
     ExportHealth,
     ReportingLogExporter,
     ReportingMetricExporter,
     ReportingSpanExporter,
 )
-from otel_asgi_kit.exporters import otlp_exporter
-from otel_asgi_kit.logs.otlp_handler import DirectBatchLogRecordProcessor
-from otel_asgi_kit.metrics.http_aggregator import KitPeriodicReader
+from otel_asgi_kit.export.otlp import otlp_exporter
 from otel_asgi_kit.metrics.snapshots import SnapshotExporter
+from otel_asgi_kit.sdk.log_processor import DirectBatchLogRecordProcessor
+from otel_asgi_kit.sdk.periodic_reader import make_periodic_reader
 from otel_asgi_kit.settings import BatchLimits, Settings
 
 _SDK_SELF_METRICS = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
@@ -110,14 +110,14 @@ def build_meter_provider(
 ) -> tuple[MeterProvider, MetricReader | None]:
     """The provider, and the reader writing this process's Prometheus snapshot (if any).
 
-    ``inject`` adds the kit's own aggregates (``metrics.http_aggregator``) to every export.
+    ``inject`` adds the kit's own aggregates (``metrics.injector``) to every export.
     """
     readers: list[MetricReader] = []
     snapshot_reader: MetricReader | None = None
     for name in settings.metrics_exporters:
         if name == "prometheus" and snapshot_dir is not None:
             instance = str(resource.attributes.get("service.instance.id", "0"))
-            snapshot_reader = KitPeriodicReader(
+            snapshot_reader = make_periodic_reader(
                 SnapshotExporter(snapshot_dir, instance, inject),
                 export_interval_millis=settings.metrics_snapshot_interval_ms,
             )
@@ -131,7 +131,7 @@ def build_meter_provider(
                     else ConsoleMetricExporter()
                 )
             readers.append(
-                KitPeriodicReader(
+                make_periodic_reader(
                     exporter,
                     export_interval_millis=settings.metric_export_interval_ms,
                     export_timeout_millis=settings.metric_export_timeout_ms,

@@ -103,6 +103,7 @@ def test_pinned_versions_match_what_the_tests_run() -> None:
             assert re.search(r":[\w.-]+$", image) and not image.endswith(":latest"), f"{name} image not pinned"
 
 
+@pytest.mark.e2e  # builds or reuses the real collector
 @pytest.mark.timeout(1200)  # a cold cache builds the collector first (~5 min)
 @pytest.mark.parametrize("environment", ["defaults", "compose"])
 def test_collector_config_passes_otelcol_validate(environment: str) -> None:

@@ -20,7 +20,8 @@ from opentelemetry.sdk._logs.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_asgi_kit.logs.otlp_handler import DirectBatchLogRecordProcessor, OtlpLogHandler
+from otel_asgi_kit.logs.otlp_handler import OtlpLogHandler
+from otel_asgi_kit.sdk.log_processor import DirectBatchLogRecordProcessor
 from tests.support.otlp_receiver import attrs
 
 
@@ -106,6 +107,28 @@ def test_batch_processor_exports_detached_copies() -> None:
     assert all(len(r.log_record.context) == 0 for r in ours)  # no reference to the request's context
     _, stock = _through(BatchLogRecordProcessor)
     assert _decoded(ours) == _decoded(stock)
+
+
+def test_access_log_records_carry_http_attributes() -> None:
+    """uvicorn's access line becomes an OTLP record with method, URL, status and client as attributes."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/items/1?x=2", "1.1", 404), None,
+    )  # fmt: skip
+    OtlpLogHandler(provider).handle(record)
+    (exported,) = exporter.get_finished_logs()
+    attributes = dict(exported.log_record.attributes or {})
+    assert attributes["http.request.method"] == "GET"
+    assert attributes["http.response.status_code"] == 404
+    assert attributes["url.original"] == "/items/1?x=2"
+    assert attributes["client.address"] == "127.0.0.1"
+    provider.shutdown()
 
 
 _EXTRA_OBJECTS = """

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from otel_asgi_kit.asgi import blacksheep, django, falcon
-from otel_asgi_kit.asgi.patches import HookUnavailableError, guarded, require
-from otel_asgi_kit.asgi.routes import ERROR_KEY, MOUNT_PREFIX_KEY, ROUTE_KEY
+from otel_asgi_kit.asgi.hook_checks import HookUnavailableError, guarded, require
+from otel_asgi_kit.asgi.keys import ERROR_KEY, MOUNT_PREFIX_KEY, ROUTE_KEY
+from otel_asgi_kit.patching import patch
 from otel_asgi_kit.types import Receive, Scope, Send
 
-_PATCHED = "__otel_asgi_kit_patched__"
 _CONVERTER = re.compile(r"\{(\w+):[^}]*\}")
 
 
@@ -28,15 +28,6 @@ def install_framework_hooks() -> None:
     for module, lost, install in _HOOKS:
         if module in sys.modules:
             guarded(lost, install)
-
-
-def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
-    original = getattr(owner, name)
-    if getattr(original, _PATCHED, False):
-        return
-    replacement = functools.wraps(original)(make(original))
-    setattr(replacement, _PATCHED, True)
-    setattr(owner, name, replacement)
 
 
 def _hook_starlette_mount() -> None:
@@ -54,7 +45,7 @@ def _hook_starlette_mount() -> None:
 
         return matches
 
-    _patch(Mount, "matches", make)
+    patch(Mount, "matches", make)
 
 
 def _hook_quart() -> None:
@@ -83,7 +74,7 @@ def _hook_quart() -> None:
 
         return match_request
 
-    _patch(owner, "match_request", make)
+    patch(owner, "match_request", make)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -127,9 +118,9 @@ def _hook_nexios() -> None:
 
         return handle
 
-    _patch(Route, "handle", make_route)
-    _patch(WebsocketRoute, "handle", make_route)
-    _patch(Group, "handle", make_group)
+    patch(Route, "handle", make_route)
+    patch(WebsocketRoute, "handle", make_route)
+    patch(Group, "handle", make_group)
 
 
 def _hook_litestar() -> None:
@@ -163,7 +154,7 @@ def _hook_litestar() -> None:
 
         return handle_request_exception
 
-    _patch(ExceptionHandlerMiddleware, "handle_request_exception", make)
+    patch(ExceptionHandlerMiddleware, "handle_request_exception", make)
 
 
 # (module imported by the framework, what is lost if its hook fails, the hook)

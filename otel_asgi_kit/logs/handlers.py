@@ -14,7 +14,6 @@ the OTLP handler is added.
 
 from __future__ import annotations
 
-import functools
 import logging
 import logging.config
 import sys
@@ -25,10 +24,10 @@ from opentelemetry.sdk._logs import LoggerProvider
 
 from otel_asgi_kit.logs.ecs_json import EcsJsonFormatter, TextFormatter
 from otel_asgi_kit.logs.otlp_handler import OtlpLogHandler
+from otel_asgi_kit.patching import patch
 from otel_asgi_kit.settings import Settings
 
 _MARK = "_otel_asgi_kit_handler"
-_PATCHED = "__otel_asgi_kit_patched__"
 ROUTED_LOGGERS = (
     "uvicorn",
     "uvicorn.error",
@@ -64,7 +63,7 @@ def install_log_handlers(settings: Settings, logger_provider: LoggerProvider | N
     logging.getLogger().setLevel(settings.log_level.upper())
     restore_log_handlers()
     for owner, name in ((logging.config, "dictConfig"), (logging.config, "fileConfig"), (logging, "basicConfig")):
-        _guard(owner, name)
+        patch(owner, name, _restoring)
 
 
 def add_root_handler(handler: logging.Handler) -> None:
@@ -113,17 +112,11 @@ def _not_from_exporters(record: logging.LogRecord) -> bool:
     return not record.name.startswith(_QUIET_LOGGERS)
 
 
-def _guard(owner: Any, name: str) -> None:
-    original: Callable[..., Any] = getattr(owner, name)
-    if getattr(original, _PATCHED, False):
-        return
-
-    @functools.wraps(original)
+def _restoring(original: Callable[..., Any]) -> Callable[..., Any]:
     def configure_then_restore(*args: Any, **kwargs: Any) -> Any:
         try:
             return original(*args, **kwargs)
         finally:
             restore_log_handlers()
 
-    setattr(configure_then_restore, _PATCHED, True)
-    setattr(owner, name, configure_then_restore)
+    return configure_then_restore

@@ -7,7 +7,7 @@ attribute set that the middleware already caches as a tuple, so the kit
 keeps them in plain cumulative counters keyed by that tuple (a dict lookup,
 a ``bisect`` and a few additions per request) and hands them to the
 exporters as ordinary OTel ``Metric`` objects at collection time, next to
-what the SDK collected (``MetricsInjector``). The result on the wire is the
+what the SDK collected (``metrics.injector``). The result on the wire is the
 same as the SDK's cumulative aggregation; delta temporality is not offered
 for these four.
 """
@@ -18,31 +18,25 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
-    Histogram,
     HistogramDataPoint,
     Metric,
-    MetricsData,
     NumberDataPoint,
-    PeriodicExportingMetricReader,
-    ResourceMetrics,
-    ScopeMetrics,
     Sum,
 )
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.sdk.metrics.export import (
+    Histogram as HistogramData,
+)
 
-from otel_asgi_kit.metrics.instruments import BYTE_BUCKETS, SCOPE_NAME, SCOPE_VERSION
+from otel_asgi_kit.metrics.instruments import BYTE_BUCKETS
 
 # method, route, status, error type, scheme
 Key = tuple[str, str | None, int, str | None, str]
 
 
-class _Histogram:
+class Histogram:
     __slots__ = ("bounds", "buckets", "max", "min", "sum")
 
     def __init__(self, bounds: Sequence[float]) -> None:
@@ -81,9 +75,9 @@ class _Series:
 
     def __init__(self, attributes: dict[str, str | int], duration: Sequence[float]) -> None:
         self.attributes = attributes
-        self.duration = _Histogram(duration)
-        self.request_size = _Histogram(BYTE_BUCKETS)
-        self.response_size = _Histogram(BYTE_BUCKETS)
+        self.duration = Histogram(duration)
+        self.request_size = Histogram(BYTE_BUCKETS)
+        self.response_size = Histogram(BYTE_BUCKETS)
 
 
 class HttpServerMetrics:
@@ -159,7 +153,7 @@ class HttpServerMetrics:
                 "http.server.request.duration",
                 "Duration of HTTP server requests.",
                 "s",
-                Histogram([s.duration.point(s.attributes, start, now) for s in series], temporality),
+                HistogramData([s.duration.point(s.attributes, start, now) for s in series], temporality),
             ),
             Metric(
                 "http.server.active_requests",
@@ -171,7 +165,7 @@ class HttpServerMetrics:
                 "http.server.response.body.size",
                 "Size of HTTP server response bodies.",
                 "By",
-                Histogram([s.response_size.point(s.attributes, start, now) for s in series], temporality),
+                HistogramData([s.response_size.point(s.attributes, start, now) for s in series], temporality),
             ),
         ]
         sized = [s for s in series if sum(s.request_size.buckets)]
@@ -181,48 +175,7 @@ class HttpServerMetrics:
                     "http.server.request.body.size",
                     "Size of HTTP server request bodies.",
                     "By",
-                    Histogram([s.request_size.point(s.attributes, start, now) for s in sized], temporality),
+                    HistogramData([s.request_size.point(s.attributes, start, now) for s in sized], temporality),
                 )
             )
         return metrics
-
-
-_SCOPE = InstrumentationScope(SCOPE_NAME, SCOPE_VERSION)
-
-
-class MetricsInjector:
-    """Adds the kit's own aggregates to what the SDK collected, before an exporter sees it."""
-
-    def __init__(self, http: HttpServerMetrics, resource: Resource) -> None:
-        self._http = http
-        self._resource = resource
-
-    def __call__(self, data: MetricsData | None) -> MetricsData:
-        metrics = self._http.collect()
-        if not metrics:
-            return data if data is not None else MetricsData([])
-        ours = ScopeMetrics(_SCOPE, metrics, "")
-        if data is None or not data.resource_metrics:
-            return MetricsData([ResourceMetrics(self._resource, [ours], "")])
-        first, *rest = data.resource_metrics
-        return MetricsData([replace(first, scope_metrics=[*first.scope_metrics, ours]), *rest])
-
-
-class KitPeriodicReader(PeriodicExportingMetricReader):
-    """A periodic reader that exports on every tick, even when the SDK itself collected nothing.
-
-    The SDK skips the export when none of its own instruments has data, which
-    would also skip the kit's aggregates that the exporters add (``inject``).
-    """
-
-    _received = False
-
-    def collect(self, timeout_millis: float = 10_000) -> None:  # type: ignore[misc]
-        self._received = False
-        super().collect(timeout_millis)
-        if not self._received and self._collect is not None:
-            self._receive_metrics(MetricsData([]), timeout_millis)
-
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        self._received = True
-        super()._receive_metrics(metrics_data, timeout_millis, **kwargs)

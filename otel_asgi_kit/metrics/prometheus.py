@@ -9,11 +9,12 @@ whichever process holds it and however many workers there are.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics.export import MetricReader, MetricsData, ResourceMetrics, ScopeMetrics
+from opentelemetry.sdk.metrics.export import Metric, MetricReader, MetricsData, ResourceMetrics, ScopeMetrics
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry
@@ -23,6 +24,12 @@ from otel_asgi_kit.metrics.snapshots import merge_directory
 
 # Per-process attributes make no sense on a sum over processes.
 _PER_PROCESS = frozenset({"service.instance.id", "process.pid"})
+# Semantic-convention names whose Prometheus form breaks Prometheus' own rules: a gauge may not end in
+# ``_count`` (``promtool check metrics``). These take the names Prometheus' own process collectors use.
+PROMETHEUS_NAMES = {
+    "process.thread.count": "process.threads",
+    "process.unix.file_descriptor.count": "process.open_fds",
+}
 
 
 class MergedPrometheusReader(PrometheusMetricReader):
@@ -48,10 +55,16 @@ class MergedPrometheusReader(PrometheusMetricReader):
                 # This process's own points, fresh rather than one interval old.
                 self._own_reader.force_flush(timeout_millis)
             merged = merge_directory(self._directory)
-            scope_metrics = ScopeMetrics(self._scope, merged.to_metrics(time.time_ns()), "")
+            metrics = [_prometheus_named(m) for m in merged.to_metrics(time.time_ns())]
+            scope_metrics = ScopeMetrics(self._scope, metrics, "")
             self._receive_metrics(MetricsData([ResourceMetrics(self._resource, [scope_metrics], "")]))
         except Exception as exc:
             report_once("merging metric snapshots for /metrics", exc)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         super().shutdown(timeout_millis, **kwargs)
+
+
+def _prometheus_named(metric: Metric) -> Metric:
+    name = PROMETHEUS_NAMES.get(metric.name)
+    return metric if name is None else replace(metric, name=name)

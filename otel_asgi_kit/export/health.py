@@ -176,8 +176,9 @@ class ReportingMetricExporter(MetricExporter):
         inject: Callable[[MetricsData], MetricsData] | None = None,
     ) -> None:
         super().__init__(
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
+            # Private fields of MetricExporter (no public getter); the SDK defaults if absent.
+            preferred_temporality=getattr(inner, "_preferred_temporality", None),
+            preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
         )
         self._inner, self._health, self._endpoint = inner, health, endpoint
         self._inject = inject

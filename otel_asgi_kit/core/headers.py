@@ -1,35 +1,14 @@
-"""Header capture with redaction, and the W3C propagation carrier over ASGI headers."""
+"""Captured request/response headers as span attributes, with redaction decided once per header name."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
 
-from opentelemetry.propagators.textmap import Getter
-
 from otel_asgi_kit.redaction import REDACTED
 
-RawHeaders = Iterable[tuple[bytes, bytes]]
-
-
-class AsgiHeaderGetter(Getter[Sequence[tuple[bytes, bytes]]]):
-    """Reads ASGI's raw header list; values of repeated headers are kept in order."""
-
-    def get(self, carrier: Sequence[tuple[bytes, bytes]], key: str) -> list[str] | None:
-        wanted = key.lower().encode("latin-1")
-        values = [v.decode("latin-1") for k, v in carrier if k == wanted]
-        if not values:
-            return None
-        if wanted == b"baggage":
-            # The baggage propagator reads only the first value.
-            return [",".join(values)]
-        return values
-
-    def keys(self, carrier: Sequence[tuple[bytes, bytes]]) -> list[str]:
-        return [k.decode("latin-1") for k, _ in carrier]
-
-
-GETTER = AsgiHeaderGetter()
+# ASGI gives (bytes, bytes) pairs with lowercased names; aiohttp gives str pairs as the client sent them.
+HeaderPairs = Iterable[tuple[bytes, bytes]] | Iterable[tuple[str, str]]
 
 
 class HeaderCapture:
@@ -44,14 +23,14 @@ class HeaderCapture:
         self._capture = re.compile("|".join(f"(?:{p})" for p in patterns), re.I) if patterns else None
         self._sanitize = re.compile("|".join(f"(?:{p})" for p in sanitize), re.I) if sanitize else None
         # name -> (attribute key, redact?), or None when the header is not captured
-        self._decisions: dict[bytes, tuple[str, bool] | None] = {}
+        self._decisions: dict[bytes | str, tuple[str, bool] | None] = {}
 
     @property
     def enabled(self) -> bool:
         return self._capture is not None
 
-    def _decide(self, name: bytes) -> tuple[str, bool] | None:
-        text = name.decode("latin-1").lower()
+    def _decide(self, name: bytes | str) -> tuple[str, bool] | None:
+        text = (name.decode("latin-1") if isinstance(name, bytes) else name).lower()
         decision: tuple[str, bool] | None = None
         if self._capture is not None and self._capture.fullmatch(text):
             redact = bool(self._sanitize and self._sanitize.fullmatch(text))
@@ -60,7 +39,7 @@ class HeaderCapture:
             self._decisions[name] = decision
         return decision
 
-    def attributes(self, headers: RawHeaders) -> dict[str, list[str]]:
+    def attributes(self, headers: HeaderPairs) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
         decisions = self._decisions
         for name, value in headers:
@@ -68,5 +47,6 @@ class HeaderCapture:
             if decision is None:
                 continue
             key, redact = decision
-            found.setdefault(key, []).append(REDACTED if redact else value.decode("latin-1"))
+            text = value.decode("latin-1") if isinstance(value, bytes) else value
+            found.setdefault(key, []).append(REDACTED if redact else text)
         return found

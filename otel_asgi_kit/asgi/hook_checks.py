@@ -1,4 +1,4 @@
-"""What every hook on a framework's internals shares: check first, patch once, fail soft.
+"""What every hook on a framework's internals shares: check first, fail soft.
 
 A hook names what it relies on with ``require``; when the installed version
 lacks it, ``HookUnavailableError`` says what is missing and ``guarded`` turns it
@@ -8,14 +8,11 @@ would have added.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 from otel_asgi_kit.failsafe import report_once
-
-_PATCHED = "__otel_asgi_kit_patched__"
 
 
 class HookUnavailableError(Exception):
@@ -37,16 +34,6 @@ def require(owner: Any, name: str, params: tuple[str, ...] = ()) -> Any:
         if found[: len(params)] != params:
             raise HookUnavailableError(f"{where} takes {found}, expected {params} first")
     return attribute
-
-
-def patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
-    """Replace ``owner.name`` by ``make(original)``, once even if installed again."""
-    original = getattr(owner, name)
-    if getattr(original, _PATCHED, False):
-        return
-    replacement = functools.wraps(original)(make(original))
-    setattr(replacement, _PATCHED, True)
-    setattr(owner, name, replacement)
 
 
 def guarded(what: str, install: Callable[[], None]) -> None:

@@ -8,10 +8,10 @@ from typing import Any
 from otel_asgi_kit.settings import OtlpTarget
 
 _PACKAGES = {
-    # Spans and logs: the stock exporters with the kit's encoder (see otlp.http_exporters).
-    ("http/protobuf", "traces"): ("otel_asgi_kit.otlp.http_exporters", "DirectSpanExporter"),
+    # Spans and logs: the stock exporters with the kit's encoder (see sdk.otlp_http).
+    ("http/protobuf", "traces"): ("otel_asgi_kit.sdk.otlp_http", "DirectSpanExporter"),
     ("http/protobuf", "metrics"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
-    ("http/protobuf", "logs"): ("otel_asgi_kit.otlp.http_exporters", "DirectLogExporter"),
+    ("http/protobuf", "logs"): ("otel_asgi_kit.sdk.otlp_http", "DirectLogExporter"),
     ("grpc", "traces"): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
     ("grpc", "metrics"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
     ("grpc", "logs"): ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "OTLPLogExporter"),

@@ -1,9 +1,9 @@
-"""The README's environment-variable table, generated from ``settings.VARS``.
+"""The environment-variable table of docs/configuration.md, generated from ``settings.VARS``.
 
-    python -m otel_asgi_kit.reference             # print it
-    python -m otel_asgi_kit.reference README.md   # rewrite the README's copy in place
+    python -m otel_asgi_kit.env_table                          # print it
+    python -m otel_asgi_kit.env_table docs/configuration.md    # rewrite the copy in place
 
-``tests/test_readme.py`` fails when the README's copy drifts from this output.
+``tests/test_readme.py`` fails when the copy drifts from this output.
 """
 
 from __future__ import annotations

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 Network = IPv4Network | IPv6Network
 
 
-def client_address(peer: str | None, headers: Sequence[tuple[bytes, bytes]], trusted: Sequence[Network]) -> str | None:
+def client_address(
+    peer: str | None, headers: Iterable[tuple[bytes, bytes]] | Iterable[tuple[str, str]], trusted: Sequence[Network]
+) -> str | None:
     """Walk X-Forwarded-For (or Forwarded) from the right while the hop is trusted.
 
     The first untrusted hop is the client: anything left of it was written by
-    the client itself and can be forged.
+    the client itself and can be forged. ``headers``: lowercased names, as
+    bytes (ASGI) or str.
     """
     if peer is None or not trusted or not _is_trusted(peer, tuple(trusted)):
         return peer
     hops: list[str] = []
-    for name, value in headers:
-        if name == b"x-forwarded-for":
-            hops.extend(h.strip() for h in value.decode("latin-1").split(","))
-        elif name == b"forwarded" and not hops:
-            hops.extend(_forwarded_for(value.decode("latin-1")))
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1") if isinstance(raw_name, bytes) else raw_name.lower()
+        value = raw_value.decode("latin-1") if isinstance(raw_value, bytes) else raw_value
+        if name == "x-forwarded-for":
+            hops.extend(h.strip() for h in value.split(","))
+        elif name == "forwarded" and not hops:
+            hops.extend(_forwarded_for(value))
     for hop in reversed([h for h in hops if h]):
         if not _is_trusted(hop, tuple(trusted)):
             return hop if _valid(hop) else None

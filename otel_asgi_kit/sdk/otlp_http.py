@@ -3,18 +3,19 @@
 Only the encoding step is replaced. The exporters keep their stock transport,
 retries, compression, headers, TLS options, request-size limit and self-metrics.
 That means using four attributes of the stock classes that are not part of
-their public API (``_client``, ``_metrics``, ``_max_request_size``, ``_shutdown``).
-If a later release changes them, ``direct`` is False and the stock ``export``
-runs unchanged. ``tests/test_otlp_wire.py`` fails then, so we notice.
+their public API (``_client``, ``_metrics``, ``_max_request_size``, ``_shutdown``)
+and two names of the private ``_common`` module, imported under a guard. If
+a later release changes any of them, ``direct`` is False and the stock
+``export`` runs unchanged. ``tests/test_sdk_fence.py`` fails then, so we notice.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from opentelemetry.exporter.otlp.proto.http._common import RequestPayloadTooLargeError, _is_request_too_large
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -22,7 +23,22 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from otel_asgi_kit.otlp import wire
+from otel_asgi_kit.sdk import wire
+
+COMMON_MODULE = "opentelemetry.exporter.otlp.proto.http._common"
+
+
+def _private(name: str) -> Any:
+    """A name of the exporter package's private ``_common`` module, or None: then the stock ``export`` runs."""
+    try:
+        module = importlib.import_module(COMMON_MODULE)
+    except ImportError:
+        return None
+    return getattr(module, name, None)
+
+
+_is_request_too_large: Any = _private("_is_request_too_large")
+RequestPayloadTooLargeError: Any = _private("RequestPayloadTooLargeError")
 
 _logger = logging.getLogger(__name__)
 _NEEDED = ("_client", "_metrics", "_max_request_size", "_shutdown")
@@ -30,6 +46,8 @@ _Result = TypeVar("_Result", SpanExportResult, LogRecordExportResult)
 
 
 def _has_direct_path(exporter: object) -> bool:
+    if _is_request_too_large is None or RequestPayloadTooLargeError is None:
+        return False
     client = getattr(exporter, "_client", None)
     return all(hasattr(exporter, name) for name in _NEEDED) and callable(getattr(client, "export", None))
 

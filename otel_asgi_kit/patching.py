@@ -27,21 +27,20 @@ KNOWN: dict[str, str] = {
     "gunicorn.glogging.Logger.setup": "put the kit's log handlers back after gunicorn's logging set-up",
     # Frameworks: the matched route template (and caught exceptions) into the ASGI scope.
     "starlette.routing.Mount.matches": "record each mount's template prefix",
-    "quart.ctx._BaseRequestWebsocketContext.match_request": "record the matched Werkzeug rule (Quart <= 0.22)",
-    "quart.ctx.AppContext.match_request": "record the matched Werkzeug rule (Quart >= 0.23)",
+    "quart.ctx._BaseRequestWebsocketContext.match_request": "record the matched Werkzeug rule",
     "nexios.routing.router.Route.handle": "record the matched route",
     "nexios.routing.websocket.WebsocketRoute.handle": "record the matched WebSocket route",
     "nexios.routing.grouping.Group.handle": "record each group's prefix",
     "litestar.middleware._internal.exceptions.middleware.ExceptionHandlerMiddleware.handle_request_exception": (
         "hand exceptions Litestar turns into 500s to the span, and log them once"
     ),
-    "django.core.handlers.base.BaseHandler.resolve_request": "record resolver_match.route",
+    "django.core.handlers.base.BaseHandler.resolve_request": "record the matched URL pattern (resolver_match.route)",
     "falcon.asgi.app.App._get_responder": "record the matched uri_template",
-    "falcon.asgi.app.App._handle_exception": "hand exceptions Falcon turns into 5xx to the span",
+    "falcon.asgi.app.App._handle_exception": "hand exceptions Falcon turns into responses to the span",
     "blacksheep.server.routing.Router.get_match": "record the matched route pattern",
-    "blacksheep.server.routing.RouterFiltersMixin.get_match": "record the matched route pattern (routers with filters)",
+    "blacksheep.server.routing.RouterFiltersMixin.get_match": "record the matched route pattern (filtered routers)",
     "blacksheep.server.application.Application.handle_request_handler_exception": (
-        "hand exceptions BlackSheep turns into 5xx to the span"
+        "hand exceptions BlackSheep turns into 500s to the span"
     ),
     # The standard library.
     "logging.config.dictConfig": "put the kit's log handlers back after a logging config",

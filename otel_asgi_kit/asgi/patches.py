@@ -1,4 +1,4 @@
-"""What every hook on a framework's internals shares: check first, fail soft.
+"""What every hook on a framework's internals shares: check first, patch once, fail soft.
 
 A hook names what it relies on with ``require``; when the installed version
 lacks it, ``HookUnavailableError`` says what is missing and ``guarded`` turns it
@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from otel_asgi_kit import patching
 from otel_asgi_kit.failsafe import report_once
 
 
@@ -34,6 +35,11 @@ def require(owner: Any, name: str, params: tuple[str, ...] = ()) -> Any:
         if found[: len(params)] != params:
             raise HookUnavailableError(f"{where} takes {found}, expected {params} first")
     return attribute
+
+
+def patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+    """Replace ``owner.name`` by ``make(original)``, once even if installed again (``otel_asgi_kit.patching``)."""
+    patching.patch(owner, name, make)
 
 
 def guarded(what: str, install: Callable[[], None]) -> None:

@@ -27,7 +27,8 @@ KNOWN: dict[str, str] = {
     "gunicorn.glogging.Logger.setup": "put the kit's log handlers back after gunicorn's logging set-up",
     # Frameworks: the matched route template (and caught exceptions) into the ASGI scope.
     "starlette.routing.Mount.matches": "record each mount's template prefix",
-    "quart.ctx._BaseRequestWebsocketContext.match_request": "record the matched Werkzeug rule",
+    "quart.ctx._BaseRequestWebsocketContext.match_request": "record the matched Werkzeug rule (Quart <= 0.22)",
+    "quart.ctx.AppContext.match_request": "record the matched Werkzeug rule (Quart >= 0.23, Python >= 3.13)",
     "nexios.routing.router.Route.handle": "record the matched route",
     "nexios.routing.websocket.WebsocketRoute.handle": "record the matched WebSocket route",
     "nexios.routing.grouping.Group.handle": "record each group's prefix",

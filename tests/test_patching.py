@@ -15,7 +15,8 @@ from otel_asgi_kit.executor_context import install_executor_context
 def test_every_applied_patch_is_known() -> None:
     """With every supported framework and server imported, each patch applied is listed in KNOWN."""
     for module in ("starlette.routing", "quart.ctx", "nexios.routing.router",
-                   "litestar.middleware._internal.exceptions.middleware"):  # fmt: skip
+                   "litestar.middleware._internal.exceptions.middleware",
+                   "django.core.handlers.base", "falcon.asgi", "blacksheep.server.application"):  # fmt: skip
         try:
             importlib.import_module(module)
         except ImportError:
@@ -24,7 +25,7 @@ def test_every_applied_patch_is_known() -> None:
     install_server_hooks(lambda: None, lambda: None)
     install_executor_context()
     applied = patching.applied()
-    assert len(applied) >= 8
+    assert len(applied) >= 14
     assert sorted(set(applied) - set(patching.KNOWN)) == []
 
 

@@ -25,7 +25,7 @@ import urllib.request
 
 DEFAULT_PATHS = "/items/1,/items/42,/v1/items/7,/fail,/does-not-exist,/items/3,/block"
 WS_EVERY = 4  # requests between two WebSocket messages
-WS_RECONNECT_EVERY = 50  # messages per connection: connections open and close too
+WS_RECONNECT_EVERY = 10  # messages per connection: connections open and close too, every ~10 s at 4 rps
 
 
 class WebSocket:

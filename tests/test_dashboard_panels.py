@@ -5,18 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.infra import dashboards, services
+from tests.infra import dashboards, replicas, services
 from tests.support.servers import kit_env, run_server
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(180)]
 
 GENERATOR = services.REPO_ROOT / "deploy" / "traffic" / "generate.py"
+NGINX_CONFIG = services.REPO_ROOT / "deploy" / "nginx" / "nginx.conf"
 RATE_WINDOW = "20s"  # stands in for Grafana's $__rate_interval: the whole run fits in it
 TRAFFIC_SECONDS = 6
 
@@ -56,12 +59,19 @@ def test_a_bad_legend_is_reported(expr: str, legend: str, problem: str) -> None:
 
 @pytest.fixture(scope="module")
 def prometheus_after_traffic() -> Iterator[services.Prometheus]:
-    """A real app scraped every second by Prometheus while deploy/traffic/generate.py runs against it."""
+    """A real app scraped every second by Prometheus; deploy/traffic/generate.py runs through compose's nginx.conf."""
     env = kit_env(None, OTEL_TRACES_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
-    with run_server("uvicorn", "examples.starlette_app:app", env) as app:
-        with services.run_prometheus([f"127.0.0.1:{app.admin_port}"]) as prometheus:
+    with (
+        run_server("uvicorn", "examples.starlette_app:app", env) as app,
+        services.run_prometheus([f"127.0.0.1:{app.admin_port}"]) as prometheus,
+        tempfile.TemporaryDirectory(prefix="kit-proxy-") as work,
+    ):
+        proxy = replicas.Nginx(replicas.nginx_binary(), Path(work), services.free_port())
+        try:
+            # The proxy of docker-compose.yml, WebSocket upgrade included.
+            proxy.start_compose_config(NGINX_CONFIG, app.base_url.removeprefix("http://"))
             traffic_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRAFFIC_"))}
-            traffic_env.update(TRAFFIC_TARGET=app.base_url, TRAFFIC_RPS="25", TRAFFIC_DURATION_S=str(TRAFFIC_SECONDS))
+            traffic_env.update(TRAFFIC_TARGET=proxy.url, TRAFFIC_RPS="25", TRAFFIC_DURATION_S=str(TRAFFIC_SECONDS))
             done = subprocess.run(
                 [sys.executable, str(GENERATOR)],
                 env=traffic_env,
@@ -78,6 +88,8 @@ def prometheus_after_traffic() -> Iterator[services.Prometheus]:
             assert "ws-error" not in summary, summary
             time.sleep(2.5)  # two more scrapes after the last request
             yield prometheus
+        finally:
+            proxy.stop()
 
 
 @pytest.mark.parametrize(("title", "target"), _app_targets(), ids=lambda v: v if isinstance(v, str) else v["refId"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -100,6 +101,19 @@ class Nginx:
 
     def start(self, upstreams: Sequence[str]) -> None:
         self.write_config(upstreams)
+        self._run()
+
+    def start_compose_config(self, config: Path, app: str) -> None:
+        """Run compose's nginx.conf, with the service address ``app:8000`` and the listen port made local."""
+        text = config.read_text()
+        for old, new in (("http://app:8000", f"http://{app}"), ("listen 8000;", f"listen {self.url[7:]};")):
+            assert old in text, f"{config} no longer has {old!r}"
+            text = text.replace(old, new)
+        text = re.sub(r"^pid .*;$", f"pid {self.work / 'nginx.pid'};", text, flags=re.M)
+        self.config.write_text(text)
+        self._run()
+
+    def _run(self) -> None:
         command = [str(self.binary), "-p", str(self.work), "-c", str(self.config), "-e", "stderr", "-g", "daemon off;"]
         self.process = services._start(command, self.work / "nginx.out", os.environ, self.work)
         self._wait_listening()

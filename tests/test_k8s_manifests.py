@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,15 @@ def test_k8s_collector_configs_pass_otelcol_validate(config: str) -> None:
         capture_output=True, text=True, env=env, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_a_misspelt_kustomization_field_is_reported(tmp_path: Path) -> None:
+    """kustomization.yaml is decoded strictly too: a typo'd key fails the render instead of being ignored."""
+    shutil.copytree(BASE, tmp_path / "base")
+    kustomization = tmp_path / "base" / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text().replace("configMapGenerator:", "configMapGenerators:"))
+    result = k8scheck.run(tmp_path / "base")
+    assert result.returncode == 1
+    assert result.problems == [
+        f'{tmp_path / "base"}: kustomize: invalid Kustomization: json: unknown field "configMapGenerators"'
+    ]

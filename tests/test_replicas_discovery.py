@@ -56,7 +56,7 @@ def test_prometheus_discovers_replicas_and_sums_exactly(work: Path) -> None:
     with ExitStack() as stack:
         prometheus = stack.enter_context(replicas.run_prometheus_file_sd(work, "app"))
         # Same ports on every replica, as in compose: only the address differs.
-        started = [stack.enter_context(replicas.run_replica(h, app_port, admin_port, work)) for h in HOSTS]
+        started = stack.enter_context(replicas.run_replicas(HOSTS, app_port, admin_port, work))
         proxy = replicas.Nginx(replicas.nginx_binary(), work, services.free_port())
         stack.callback(proxy.stop)
         proxy.start([f"{r.host}:{r.app_port}" for r in started])
@@ -73,7 +73,7 @@ def test_prometheus_discovers_replicas_and_sums_exactly(work: Path) -> None:
         total = prometheus.query(f"sum({COUNT})")
         assert float(total[0]["value"][1]) == 60
 
-        fourth = stack.enter_context(replicas.run_replica(FOURTH, app_port, admin_port, work))
+        (fourth,) = stack.enter_context(replicas.run_replicas([FOURTH], app_port, admin_port, work))
         prometheus.set_targets([r.target for r in [*started, fourth]], {"service": "shop"})
         proxy.set_upstreams([f"{r.host}:{r.app_port}" for r in [*started, fourth]])
         _eventually(lambda: len(prometheus.query('up{job="app"} == 1')) == 4, "four replicas up")

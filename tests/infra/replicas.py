@@ -45,27 +45,38 @@ class Replica:
 
 
 @contextmanager
-def run_replica(host: str, app_port: int, admin_port: int, work: Path, *, timeout: float = 30.0) -> Iterator[Replica]:
-    """``opentelemetry-instrument uvicorn examples.starlette_app:app`` on ``host``, admin port on the same address."""
+def run_replicas(
+    hosts: Sequence[str], app_port: int, admin_port: int, work: Path, *, timeout: float = 30.0
+) -> Iterator[list[Replica]]:
+    """``opentelemetry-instrument uvicorn examples.starlette_app:app`` on each host, admin port on the same address.
+
+    All start at once (start-up is mostly imports), then each is waited for.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(
         OTEL_SERVICE_NAME="shop",
         # No collector in these tests: metrics are pulled, traces and logs stay local.
         OTEL_TRACES_EXPORTER="none",
         OTEL_LOGS_EXPORTER="none",
-        OTEL_EXPORTER_PROMETHEUS_HOST=host,
         OTEL_EXPORTER_PROMETHEUS_PORT=str(admin_port),
         PYTHONUNBUFFERED="1",
     )
-    command = [str(BIN / "opentelemetry-instrument"), str(BIN / "uvicorn"), "examples.starlette_app:app"]
-    command += ["--host", host, "--port", str(app_port), "--no-access-log"]
-    log_file = work / f"app-{host}.log"
-    process = services._start(command, log_file, env, services.REPO_ROOT)
+    started: list[Replica] = []
     try:
-        services._wait_until(f"http://{host}:{admin_port}/healthz", process, log_file, f"app on {host}", timeout)
-        yield Replica(host, app_port, admin_port, process, log_file)
+        for host in hosts:
+            command = [str(BIN / "opentelemetry-instrument"), str(BIN / "uvicorn"), "examples.starlette_app:app"]
+            command += ["--host", host, "--port", str(app_port), "--no-access-log"]
+            log_file = work / f"app-{host}.log"
+            process = services._start(
+                command, log_file, {**env, "OTEL_EXPORTER_PROMETHEUS_HOST": host}, services.REPO_ROOT
+            )
+            started.append(Replica(host, app_port, admin_port, process, log_file))
+        for r in started:
+            services._wait_until(f"http://{r.target}/healthz", r.process, r.log_file, f"app on {r.host}", timeout)
+        yield started
     finally:
-        services._stop(process)
+        for r in started:
+            services._stop(r.process)
 
 
 class Nginx:

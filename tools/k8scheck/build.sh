@@ -34,7 +34,7 @@ if [[ -x "$bin" && -d "$out_dir/crds" ]]; then
   exit 0
 fi
 
-echo "build.sh: building k8scheck (about a minute on a cold cache)" >&2
+echo "build.sh: building k8scheck (1-2 CPU minutes on a cold cache)" >&2
 (cd "$here" && go build -o "$out_dir/.k8scheck.tmp" .) >&2
 operator_dir="$(cd "$out_dir" && go mod download -json "github.com/open-telemetry/opentelemetry-operator@$operator_version" \
   | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"

@@ -47,16 +47,21 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[s
 
 
 def _python() -> str:
-    # The interpreter without this virtualenv's site-packages: only the trees on PYTHONPATH count.
-    return str(getattr(sys, "_base_executable", sys.executable))
+    """The interpreter this virtualenv was made from: none of our site-packages, only the trees on PYTHONPATH."""
+    # sys._base_executable names the venv's own python on 3.10; base_prefix is right on every version.
+    base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    assert base.is_file(), f"no base interpreter at {base}"
+    return str(base)
 
 
 def test_the_injected_tree_provides_the_kit(pod: tuple[Path, dict[str, str]]) -> None:
     """The operator's PYTHONPATH makes Python import the kit from the copied tree."""
     mount, env = pod
-    probe = "import otel_asgi_kit, uvicorn; print(otel_asgi_kit.__file__)"
+    probe = "import otel_asgi_kit, uvicorn; print(otel_asgi_kit.__file__); print(uvicorn.__file__)"
     result = subprocess.run([_python(), "-c", probe], env=env, capture_output=True, text=True, timeout=60, check=True)
-    assert Path(result.stdout.strip()).is_relative_to(mount)
+    kit, server = map(Path, result.stdout.split())
+    assert kit.is_relative_to(mount)
+    assert server.is_relative_to(autoinstrumentation.app_tree())  # the app image's packages, not this venv
 
 
 def test_plain_uvicorn_is_instrumented_by_sitecustomize(pod: tuple[Path, dict[str, str]], tmp_path: Path) -> None:

@@ -239,8 +239,8 @@ def test_exemplars_link_to_the_trace_in_kibana() -> None:
     assert destination["name"] == "trace_id"
     url = _grafana_expand(destination["url"], {})
     assert "${__value.raw}" in url, "Grafana would expand an unescaped ${...} from its environment"
-    kibana_port = _compose()["services"]["kibana"]["ports"][0].rsplit(":", 1)[0].split(":", 1)[1]
-    assert url.startswith(f"http://localhost:{kibana_port}/app/discover#/?")
+    kibana_published = _compose()["services"]["kibana"]["ports"][0].rsplit(":", 1)[0]  # host ip:port
+    assert url.startswith(f"http://{kibana_published}/app/discover#/?")
     view = re.search(r"dataViewId:([\w-]+)", url)
     assert view, url
     init = (ROOT / "deploy" / "kibana" / "init-data-views.sh").read_text()
@@ -250,14 +250,14 @@ def test_exemplars_link_to_the_trace_in_kibana() -> None:
 
 
 def test_latency_panels_show_exemplars() -> None:
-    """Every panel target over a duration histogram asks Grafana for exemplars."""
+    """Each panel over a duration histogram asks Grafana for exemplars, on one target (more would draw duplicates)."""
     from tests.infra import dashboards
 
-    latency = []
+    latency = {}
     for path in dashboards.dashboard_files():
         for panel in json.loads(path.read_text())["panels"]:
-            for target in panel.get("targets", []):
-                if re.search(r"histogram_quantile\(.*_duration_seconds_bucket", target.get("expr", "")):
-                    latency.append((panel["title"], target.get("exemplar")))
-    assert len(latency) >= 4
-    assert [title for title, exemplar in latency if exemplar is not True] == []
+            targets = panel.get("targets", [])
+            if any(re.search(r"histogram_quantile\(.*_duration_seconds_bucket", t.get("expr", "")) for t in targets):
+                latency[panel["title"]] = [t.get("exemplar") is True for t in targets]
+    assert len(latency) >= 2
+    assert {title: flags.count(True) for title, flags in latency.items()} == dict.fromkeys(latency, 1)

@@ -61,6 +61,8 @@ def test_each_deliberate_mistake_is_reported() -> None:
         'Deployment/broken: container "app" readinessProbe: port "metrics" is not a named port',
         'Service/broken: targetPort "http" is not a named port',
         'PodMonitor/broken: unknown field "spec.podMetricsEndpoints[0].Path"',
+        'PodMonitor/broken: scrapeProtocols: "OpenMetrics" is not a scrape protocol',
+        'PodMonitor/broken: scrapeTimeout: "5 s" is not a Prometheus duration',
         'Instrumentation/broken: .spec.python: unknown field "imge"',
         "Instrumentation/broken: .spec.sampler.type: sometimes is not one of",
     ]

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
@@ -161,16 +162,38 @@ func checkService(d *doc, s *corev1.Service, workloads []workload) []string {
 	return problems
 }
 
+// scrapeProtocols are the values the PodMonitor CRD's enum allows; the Go
+// type is a plain string, so decoding alone would accept a typo.
+var scrapeProtocols = map[monitoringv1.ScrapeProtocol]bool{
+	monitoringv1.PrometheusProto: true, monitoringv1.PrometheusText0_0_4: true, monitoringv1.PrometheusText1_0_0: true,
+	monitoringv1.OpenMetricsText0_0_1: true, monitoringv1.OpenMetricsText1_0_0: true,
+}
+
+// promDuration is the CRD's pattern for monitoringv1.Duration, simplified: units in order are not enforced.
+var promDuration = regexp.MustCompile(`^(0|([0-9]+(ms|s|m|h|d|w|y))+)$`)
+
 func checkPodMonitor(d *doc, m *monitoringv1.PodMonitor, workloads []workload) []string {
+	var problems []string
+	for _, p := range m.Spec.ScrapeProtocols {
+		if !scrapeProtocols[p] {
+			problems = append(problems, fmt.Sprintf("%s: scrapeProtocols: %q is not a scrape protocol", d, p))
+		}
+	}
+	for _, e := range m.Spec.PodMetricsEndpoints {
+		for field, value := range map[string]monitoringv1.Duration{"interval": e.Interval, "scrapeTimeout": e.ScrapeTimeout} {
+			if value != "" && !promDuration.MatchString(string(value)) {
+				problems = append(problems, fmt.Sprintf("%s: %s: %q is not a Prometheus duration", d, field, value))
+			}
+		}
+	}
 	selector, err := metav1.LabelSelectorAsSelector(&m.Spec.Selector)
 	if err != nil {
-		return []string{fmt.Sprintf("%s: selector: %v", d, err)}
+		return append(problems, fmt.Sprintf("%s: selector: %v", d, err))
 	}
 	targets := selected(selector, workloads)
 	if len(targets) == 0 {
-		return []string{fmt.Sprintf("%s: selector %v matches no pod template", d, selector)}
+		return append(problems, fmt.Sprintf("%s: selector %v matches no pod template", d, selector))
 	}
-	var problems []string
 	for _, e := range m.Spec.PodMetricsEndpoints {
 		if e.Port == nil {
 			problems = append(problems, fmt.Sprintf("%s: podMetricsEndpoints entry without a port name", d))

@@ -21,7 +21,7 @@ import urllib.request
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,34 @@ class ServiceFailed(RuntimeError):
     """A backend was started but did not become healthy in time."""
 
 
+class Restartable:
+    """A backend process that a test may stop and start again, same command, same data, same ports."""
+
+    def __init__(self, name: str, command: Sequence[str], log_file: Path, env: Mapping[str, str], cwd: Path,
+                 health_url: str, startup_timeout: float) -> None:  # fmt: skip
+        self.name, self.command, self.log_file, self.env, self.cwd = name, list(command), log_file, env, cwd
+        self.health_url, self.startup_timeout = health_url, startup_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the process and wait until its health URL answers 200."""
+        self.process = _start(self.command, self.log_file, self.env, self.cwd)
+        _wait_until(self.health_url, self.process, self.log_file, self.name, self.startup_timeout)
+
+    def stop(self) -> None:
+        """SIGTERM to the process group (SIGKILL after 30 s), as a deploy or a node restart would."""
+        if self.process is not None:
+            _stop(self.process)
+
+
 @dataclass(frozen=True)
 class Elasticsearch:
     url: str
     http_port: int
     home: Path
     log_file: Path
+    node: Restartable | None = field(default=None, repr=False, compare=False)
+    """Stop and start the node (same data directory and port) with ``node.stop()`` / ``node.start()``."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +215,8 @@ def _java_home(environ: Mapping[str, str] = os.environ) -> Path:
 
 
 def _start(command: Sequence[str], log_file: Path, env: Mapping[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    with log_file.open("wb") as log:
+    # Appending: a restarted process keeps the earlier run's output above its own.
+    with log_file.open("ab") as log:
         # Own session: the group id is our child's PID, so stopping signals
         # exactly the processes we started (ES's launcher forks the server JVM).
         return subprocess.Popen(
@@ -291,25 +314,30 @@ def run_elasticsearch(*, heap: str = "512m", startup_timeout: float = 180.0) -> 
                 raise ServiceUnavailable("running as root needs `unshare` (util-linux) to start Elasticsearch")
             command = ["unshare", "--user", "--map-user=65534", "--map-group=65534", *command]
         log_file = work / "elasticsearch.out"
-        process = _start(command, log_file, env, work)
+        url = f"http://{HOST}:{port}"
+        node = Restartable("Elasticsearch", command, log_file, env, work,
+                           f"{url}/_cluster/health?wait_for_status=yellow&timeout=1s", startup_timeout)  # fmt: skip
         try:
-            url = f"http://{HOST}:{port}"
-            _wait_until(f"{url}/_cluster/health?wait_for_status=yellow&timeout=1s", process, log_file,
-                        "Elasticsearch", startup_timeout)  # fmt: skip
+            node.start()
             install_otel_index_template(url)
-            yield Elasticsearch(url=url, http_port=port, home=home, log_file=log_file)
+            yield Elasticsearch(url=url, http_port=port, home=home, log_file=log_file, node=node)
         finally:
-            _stop(process)
+            node.stop()
 
 
-def install_otel_index_template(url: str, name: str = "otel-asgi-kit-otel") -> None:
+def install_otel_index_template(url: str) -> None:
     """Let the exporter's ``require_data_stream=true`` writes create data streams.
 
     A full distribution gets ``logs-*.otel-*`` / ``traces-*.otel-*`` templates
     from its otel-data and x-pack-stack modules; the integ-test-zip has neither,
-    so without this every bulk item fails with index_not_found_exception.
+    so without these every bulk item fails with index_not_found_exception.
+    Component templates first: an index template naming a missing one is refused.
     """
-    http_json("PUT", f"{url}/_index_template/{name}", json.loads(OTEL_INDEX_TEMPLATE.read_text()))
+    templates = json.loads(OTEL_INDEX_TEMPLATE.read_text())
+    for name, body in templates["component_templates"].items():
+        http_json("PUT", f"{url}/_component_template/{name}", body)
+    for name, body in templates["index_templates"].items():
+        http_json("PUT", f"{url}/_index_template/{name}", body)
 
 
 @contextmanager

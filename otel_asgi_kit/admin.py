@@ -13,7 +13,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 from otel_asgi_kit.failsafe import report_once, warn
 
@@ -58,7 +59,9 @@ def _handler_for(registry: CollectorRegistry, token: str) -> type[BaseHTTPReques
                 self._reply(401, "text/plain; charset=utf-8", b"bearer token required\n", challenge=True)
                 return
             if path == "/metrics":
-                self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+                # Prometheus text unless OpenMetrics is asked for (it carries the exemplars).
+                encode, content_type = choose_encoder(self.headers.get("Accept") or "")
+                self._reply(200, content_type, encode(registry))
             elif path == "/healthz":
                 self._reply(200, "text/plain; charset=utf-8", b"ok\n")
             elif path in _routes:

@@ -276,6 +276,21 @@ OTEL_ASGI_KIT_PAGES = Var(
     "Local trace pages on the admin port (`/kit/traces`).",
     kit_default=True,
 )
+OTEL_ASGI_KIT_PAGES_PUBLIC = Var(
+    "OTEL_ASGI_KIT_PAGES_PUBLIC",
+    "false",
+    p.parse_bool,
+    "Serve the pages (`/kit/`) without a token on an admin port bound beyond loopback; otherwise such a "
+    "port serves only `/metrics` and `/healthz`.",
+    kit_default=True,
+)
+OTEL_ASGI_KIT_DASHBOARD_INTERVAL = Var(
+    "OTEL_ASGI_KIT_DASHBOARD_INTERVAL",
+    "5",
+    p.float_between(0.2, 60),
+    "Seconds between the dashboard's samples of the summed metrics (`/kit/dashboard`); it keeps one hour.",
+    kit_default=True,
+)
 
 OTEL_ASGI_KIT_REDACT_QUERY_PARAMS = Var(
     "OTEL_ASGI_KIT_REDACT_QUERY_PARAMS",
@@ -330,6 +345,8 @@ VARS: tuple[Var[Any], ...] = (
     OTEL_ASGI_KIT_RUNTIME_METRICS,
     OTEL_ASGI_KIT_ADMIN_TOKEN,
     OTEL_ASGI_KIT_PAGES,
+    OTEL_ASGI_KIT_PAGES_PUBLIC,
+    OTEL_ASGI_KIT_DASHBOARD_INTERVAL,
     OTEL_ASGI_KIT_REDACT_QUERY_PARAMS,
     OTEL_ASGI_KIT_TRUSTED_PROXIES,
 )
@@ -391,6 +408,8 @@ class Settings:
     redact_query_params: tuple[str, ...]
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
     problems: tuple[str, ...] = ()
+    pages_public: bool = False
+    dashboard_interval_s: float = 5.0
     sources: Mapping[str, Source] = field(default_factory=dict, repr=False)
 
     def replace(self, **changes: Any) -> Settings:
@@ -513,6 +532,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         runtime_metrics=r.get(OTEL_ASGI_KIT_RUNTIME_METRICS),
         admin_token=r.optional(OTEL_ASGI_KIT_ADMIN_TOKEN) or "",
         pages=r.get(OTEL_ASGI_KIT_PAGES),
+        pages_public=r.get(OTEL_ASGI_KIT_PAGES_PUBLIC),
+        dashboard_interval_s=r.get(OTEL_ASGI_KIT_DASHBOARD_INTERVAL),
         redact_query_params=DEFAULT_QUERY_PARAMS + r.get(OTEL_ASGI_KIT_REDACT_QUERY_PARAMS),
         trusted_proxies=r.get(OTEL_ASGI_KIT_TRUSTED_PROXIES),
     )

@@ -85,7 +85,8 @@ def build(
     steps: list[list[Interval]] = [[] for _ in range(count)]
     for item in intervals:
         if item.end > start:
-            steps[min(count - 1, int((item.end - start) / step))].append(item)
+            # step k holds the intervals that ended in (start + k*step, start + (k+1)*step]
+            steps[min(count - 1, math.ceil((item.end - start) / step) - 1)].append(item)
     shown = [route] if route is not None else routes
     times = [round(start + (i + 1) * step, 3) for i in range(count)]
     return {

@@ -5,8 +5,10 @@
 Starts `opentelemetry-instrument uvicorn examples.starlette_app:app`, sends a
 little traffic, and shows what the kit produced: JSON log lines with trace ids
 on this terminal, the trace id in every response header, and the RED metrics
-scraped from the admin port. If a collector answers on localhost:4318, traces
-and logs also go there; otherwise OTLP export is switched off for the demo.
+scraped from the admin port, and the live dashboard's URL: while the demo
+waits, light traffic keeps its charts moving. If a collector answers on
+localhost:4318, traces and logs also go there; otherwise OTLP export is
+switched off for the demo.
 """
 
 from __future__ import annotations
@@ -40,6 +42,19 @@ def get(url: str) -> tuple[int, dict[str, str], str]:
             return response.status, dict(response.headers), response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read().decode()
+
+
+def traffic(base: str, until: float) -> None:
+    """A few requests a second, some slow or failing, so the dashboard has something to draw."""
+    paths = ["/items/1", "/items/2", "/v1/items/3", "/items/4", "/nope", "/fail"]
+    i = 0
+    while time.monotonic() < until:
+        try:
+            get(base + paths[i % len(paths)])
+        except OSError:  # the app went away (Ctrl-C reaches it too): stop quietly
+            return
+        i += 1
+        time.sleep(0.2)
 
 
 def main() -> int:
@@ -84,9 +99,10 @@ def main() -> int:
             f"demo: recent, slowest and failed requests with their spans and log lines: "
             f"http://127.0.0.1:{ADMIN_PORT}/kit/traces"
         )
+        print(f"demo: live dashboard (rate, errors, latency per route): http://127.0.0.1:{ADMIN_PORT}/kit/dashboard")
         if SECONDS > 0:
             print(f"demo: app on {base}, metrics on :{ADMIN_PORT}; stopping in {SECONDS:.0f}s (Ctrl-C to stop now)")
-            time.sleep(SECONDS)
+            traffic(base, time.monotonic() + SECONDS)
     except KeyboardInterrupt:
         pass
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,27 @@ def test_pages_open_on_loopback_with_a_token_or_when_made_public(capsys: pytest.
         for server in (local, public, tokened):
             server.stop()
     assert "OTEL_ASGI_KIT_PAGES_PUBLIC" not in capsys.readouterr().err
+
+
+def test_a_failing_merge_is_reported_once_and_sampling_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A snapshot merge that raises: one line on stderr, the thread keeps sampling, later samples land."""
+    calls = {"n": 0}
+
+    def merge(_: Path) -> Merged:
+        calls["n"] += 1
+        if calls["n"] <= 3:
+            raise OSError("disk gone")
+        return _merged({("/a", 200): [calls["n"], 0, 0, 0]})
+
+    sampler = DashboardSampler(tmp_path, 0.2, merge=merge)
+    sampler.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not sampler.snapshot()[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sampler.stop()
+    assert sampler.snapshot()[0], "no interval was sampled after the failures"
+    assert capsys.readouterr().err.count("disk gone") == 1

@@ -118,6 +118,8 @@ def test_dashboard_charts_every_route_and_clicks_lead_to_requests(
     )
     for chart in ("overall-rate", "overall-latency", "ws-active", "ws-messages", "cpu", "memory"):
         assert _points(page, chart) >= 1, chart
+    # the traffic's one WebSocket stays open: the connections chart reaches 1
+    page.wait_for_function("state.charts['ws-active'].series[0].values.some(v => v >= 1)", timeout=10_000)
     summary = page.inner_text(f"section.route[data-index='{fail_index}'] .summary")
     assert "(100.00 %)" in summary, summary  # every /fail is a failure
 

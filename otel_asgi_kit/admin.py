@@ -19,7 +19,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.exposition import choose_encoder
 
 from otel_asgi_kit.failsafe import report_once, warn
@@ -86,9 +86,13 @@ def _handler_for(registry: CollectorRegistry, token: str, pages_open: bool) -> t
                 self._reply(403, "text/plain; charset=utf-8", f"{CLOSED_PAGES}\n".encode())
                 return
             if path == "/metrics":
-                # Prometheus text unless OpenMetrics is asked for (it carries the exemplars).
-                encode, content_type = choose_encoder(self.headers.get("Accept") or "")
-                self._reply(200, content_type, encode(registry))
+                # Prometheus text, as always, unless OpenMetrics is asked for (it carries the exemplars).
+                accept = self.headers.get("Accept") or ""
+                if "application/openmetrics-text" in accept:
+                    encode, content_type = choose_encoder(accept)
+                    self._reply(200, content_type, encode(registry))
+                else:
+                    self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry))
             elif path == "/healthz":
                 self._reply(200, "text/plain; charset=utf-8", b"ok\n")
             elif path in _routes:

@@ -229,3 +229,17 @@ def test_a_failing_merge_is_reported_once_and_sampling_goes_on(
         sampler.stop()
     assert sampler.snapshot()[0], "no interval was sampled after the failures"
     assert capsys.readouterr().err.count("disk gone") == 1
+
+
+def test_a_dashboard_that_cannot_start_leaves_the_rest_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The packaged script missing: install_dashboard reports once and returns None instead of raising."""
+    from otel_asgi_kit.pages import dashboard
+
+    def missing(sampler: DashboardSampler, service: str) -> dict[str, admin.Page]:
+        raise FileNotFoundError("dashboard.js")
+
+    monkeypatch.setattr(dashboard, "handlers", missing)
+    assert dashboard.install_dashboard(tmp_path, 1.0, "svc") is None
+    assert "starting the dashboard" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_asgi_kit import admin
+from otel_asgi_kit.failsafe import report_once
 from otel_asgi_kit.pages.dashboard_query import BadParameterError, build, parse_query
 from otel_asgi_kit.pages.dashboard_sampler import DashboardSampler
 
@@ -111,10 +112,18 @@ def _dumps(doc: Any) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def install_dashboard(directory: Path, interval_s: float, service: str) -> DashboardSampler:
-    """Start sampling ``directory``'s snapshots and serve the dashboard on the admin port."""
-    sampler = DashboardSampler(directory, interval_s)
-    for path, handler in handlers(sampler, service).items():
+def install_dashboard(directory: Path, interval_s: float, service: str) -> DashboardSampler | None:
+    """Start sampling ``directory``'s snapshots and serve the dashboard on the admin port.
+
+    A failure here (the packaged script unreadable, no thread to be had) costs the dashboard, never the app.
+    """
+    try:
+        sampler = DashboardSampler(directory, interval_s)
+        routes = handlers(sampler, service)
+        sampler.start()
+    except Exception as exc:
+        report_once("starting the dashboard (/kit/dashboard is not served)", exc)
+        return None
+    for path, handler in routes.items():
         admin.add_route(path, handler)
-    sampler.start()
     return sampler

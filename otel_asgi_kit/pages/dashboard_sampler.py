@@ -29,6 +29,7 @@ OTHER = "other"
 _DURATION = "http.server.request.duration"
 _LAG = "python.asyncio.event_loop.lag"
 _BLOCKED = "python.asyncio.event_loop.blocked"
+_PER_WORKER = {"process.cpu.time": "cpu", "process.memory.usage": "memory"}
 
 
 @dataclass
@@ -225,16 +226,15 @@ def _per_worker(directory: Path) -> tuple[dict[int, float], dict[int, float]]:
     cpu: dict[int, float] = {}
     memory: dict[int, float] = {}
     for path in directory.glob("[0-9]*-*.json"):
-        merged = Merged()
         try:
             doc = json.loads(path.read_text())
-            merged.add(doc["metrics"])
             pid = int(doc["pid"])
+            # Only two metrics are wanted: a scan of the raw document, no summing structure.
+            for metric in doc["metrics"]:
+                target = _PER_WORKER.get(metric["name"])
+                if target is not None:
+                    value = sum(float(p["value"]) for p in metric["points"])
+                    (cpu if target == "cpu" else memory)[pid] = value
         except (OSError, ValueError, KeyError, TypeError):
             continue  # being replaced or removed right now: next time
-        for (name, *_), series in merged.points.items():
-            if name == "process.cpu.time":
-                cpu[pid] = cpu.get(pid, 0.0) + sum(p.value for p in series.values())
-            elif name == "process.memory.usage":
-                memory[pid] = memory.get(pid, 0.0) + sum(p.value for p in series.values())
     return cpu, memory

@@ -45,6 +45,7 @@ from otel_asgi_kit.metrics.injector import MetricsInjector
 from otel_asgi_kit.metrics.prometheus import MergedPrometheusReader
 from otel_asgi_kit.metrics.websocket_aggregator import WebSocketMetrics
 from otel_asgi_kit.pages import install_pages
+from otel_asgi_kit.pages.dashboard import install_dashboard
 from otel_asgi_kit.process_role import process_role
 from otel_asgi_kit.providers import build_logger_provider, build_meter_provider, build_tracer_provider
 from otel_asgi_kit.redaction import QueryRedactor, install_access_log_redaction
@@ -165,8 +166,16 @@ def _open_admin(
     MergedPrometheusReader(snapshot_dir, resource, registry, own_reader)
     # A worker whose parent already serves the port stays quiet about the clash.
     _admin = start_admin_server(
-        settings.admin_host, settings.admin_port, registry, quiet=inherited, token=settings.admin_token or ""
+        settings.admin_host,
+        settings.admin_port,
+        registry,
+        quiet=inherited,
+        token=settings.admin_token or "",
+        pages_public=settings.pages_public,
     )
+    if _admin is not None and settings.pages:
+        # In the process that serves the port: it sums every worker's snapshot.
+        install_dashboard(snapshot_dir, settings.dashboard_interval_s, str(resource.attributes.get("service.name")))
 
 
 def _shutdown_current() -> None:

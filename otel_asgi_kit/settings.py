@@ -283,6 +283,21 @@ class Settings:
         "Local trace pages on the admin port (`/kit/traces`).",
         kit_default=True,
     )
+    pages_public: bool = setting(
+        "OTEL_ASGI_KIT_PAGES_PUBLIC",
+        "false",
+        p.parse_bool,
+        "Serve the pages (`/kit/`) without a token on an admin port bound beyond loopback; otherwise such a "
+        "port serves only `/metrics` and `/healthz`.",
+        kit_default=True,
+    )
+    dashboard_interval_s: float = setting(
+        "OTEL_ASGI_KIT_DASHBOARD_INTERVAL",
+        "5",
+        p.float_between(0.2, 60),
+        "Seconds between the dashboard's samples of the summed metrics (`/kit/dashboard`); it keeps one hour.",
+        kit_default=True,
+    )
     # Not variables: what loading found.
     problems: tuple[str, ...] = ()
     sources: Mapping[str, Source] = field(default_factory=dict, repr=False)

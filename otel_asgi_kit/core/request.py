@@ -207,12 +207,16 @@ class ServerRequest:
         # Each request runs in its own task, so nothing leaks to the next one.
         http = self.inst.http
         if http is not None:
+            span_context = span.get_span_context()
             http.request_finished(
                 (method, route, status, error_type, scheme or self.scheme),
                 elapsed,
                 self.request_bytes,
                 self.response_bytes,
                 (method, self.scheme),
+                # A sampled request becomes its latency bucket's exemplar: its trace is exported.
+                span_context if span_context.trace_flags & 1 else None,
+                self.done_ns,
             )
 
     def _background_span(self, name: str, exc: BaseException | None) -> None:

@@ -10,6 +10,11 @@ exporters as ordinary OTel ``Metric`` objects at collection time, next to
 what the SDK collected (``metrics.injector``). The result on the wire is the
 same as the SDK's cumulative aggregation; delta temporality is not offered
 for these four.
+
+The duration histogram also keeps, per bucket, the last sampled request that
+fell into it (its span context, value and end time): an exemplar, stored as
+one tuple in the bucket's slot, so ``/metrics`` in OpenMetrics form can link
+a latency bucket to a trace (``metrics.openmetrics``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Sequence
 
+from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     HistogramDataPoint,
@@ -29,6 +35,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.export import (
     Histogram as HistogramData,
 )
+from opentelemetry.trace import SpanContext
 
 from otel_asgi_kit.metrics.instruments import BYTE_BUCKETS
 
@@ -36,8 +43,12 @@ from otel_asgi_kit.metrics.instruments import BYTE_BUCKETS
 Key = tuple[str, str | None, int, str | None, str]
 
 
+# value, span context of a sampled request, its end time (ns; 0: unknown)
+ExemplarSlot = tuple[float, SpanContext, int]
+
+
 class Histogram:
-    __slots__ = ("bounds", "buckets", "max", "min", "sum")
+    __slots__ = ("bounds", "buckets", "exemplars", "max", "min", "sum")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = bounds
@@ -45,6 +56,21 @@ class Histogram:
         self.sum = 0.0
         self.min = float("inf")
         self.max = float("-inf")
+        self.exemplars: list[ExemplarSlot | None] | None = None  # made on the first sampled request
+
+    def record_sampled(self, value: float, span_context: SpanContext, end_ns: int) -> None:
+        """``record``, keeping the request as its bucket's exemplar."""
+        index = bisect_left(self.bounds, value)
+        self.buckets[index] += 1
+        self.sum += value
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        exemplars = self.exemplars
+        if exemplars is None:
+            exemplars = self.exemplars = [None] * len(self.buckets)
+        exemplars[index] = (value, span_context, end_ns)
 
     def record(self, value: float) -> None:
         # bisect_left: a value equal to a bound belongs to that bound's bucket (le).
@@ -67,7 +93,15 @@ class Histogram:
             explicit_bounds=list(self.bounds),
             min=self.min,
             max=self.max,
+            exemplars=self._exemplars(now) if self.exemplars is not None else [],
         )
+
+    def _exemplars(self, now: int) -> list[Exemplar]:
+        return [
+            Exemplar({}, slot[0], slot[2] or now, slot[1].span_id, slot[1].trace_id)
+            for slot in list(self.exemplars or ())
+            if slot is not None
+        ]
 
 
 class _Series:
@@ -102,12 +136,18 @@ class HttpServerMetrics:
         request_bytes: int | None,
         response_bytes: int,
         active_key: tuple[str, str],
+        sampled: SpanContext | None = None,
+        end_ns: int = 0,
     ) -> None:
+        """``sampled``: the span context of a sampled request, kept as its bucket's exemplar."""
         self._active[active_key] = self._active.get(active_key, 0) - 1
         series = self._series.get(key)
         if series is None:
             series = self._new_series(key)
-        series.duration.record(duration_s)
+        if sampled is None:
+            series.duration.record(duration_s)
+        else:
+            series.duration.record_sampled(duration_s, sampled, end_ns)
         series.response_size.record(response_bytes)
         if request_bytes is not None:
             series.request_size.record(request_bytes)

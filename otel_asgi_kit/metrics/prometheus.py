@@ -20,7 +20,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry
 
 from otel_asgi_kit.failsafe import report_once
-from otel_asgi_kit.metrics.snapshots import merge_directory
+from otel_asgi_kit.metrics.openmetrics import exemplar_index, install_exemplars
+from otel_asgi_kit.metrics.snapshots import Merged, merge_directory
 
 # Per-process attributes make no sense on a sum over processes.
 _PER_PROCESS = frozenset({"service.instance.id", "process.pid"})
@@ -45,6 +46,8 @@ class MergedPrometheusReader(PrometheusMetricReader):
         self._own_reader = own_reader
         self._resource = Resource({k: v for k, v in resource.attributes.items() if k not in _PER_PROCESS})
         self._scope = InstrumentationScope("otel_asgi_kit")
+        self.merged: Merged | None = None  # the last scrape's sum, read for its exemplars
+        install_exemplars(registry, self, lambda: exemplar_index(self.merged))
 
     # The exporter's collector calls ``reader.collect()`` on every scrape; here that
     # means "sum the snapshots". This reader is never registered on a MeterProvider,
@@ -54,7 +57,7 @@ class MergedPrometheusReader(PrometheusMetricReader):
             if self._own_reader is not None:
                 # This process's own points, fresh rather than one interval old.
                 self._own_reader.force_flush(timeout_millis)
-            merged = merge_directory(self._directory)
+            merged = self.merged = merge_directory(self._directory)
             metrics = [_prometheus_named(m) for m in merged.to_metrics(time.time_ns())]
             scope_metrics = ScopeMetrics(self._scope, metrics, "")
             self._receive_metrics(MetricsData([ResourceMetrics(self._resource, [scope_metrics], "")]))

@@ -302,9 +302,16 @@ def run_collector(
 
 @contextmanager
 def run_prometheus(
-    scrape_targets: Sequence[str], *, scrape_interval: str = "1s", startup_timeout: float = 60.0
+    scrape_targets: Sequence[str],
+    *,
+    scrape_interval: str = "1s",
+    startup_timeout: float = 60.0,
+    flags: Sequence[str] = (),
 ) -> Iterator[Prometheus]:
-    """Prometheus scraping ``host:port`` targets (path /metrics) into a throwaway TSDB."""
+    """Prometheus scraping ``host:port`` targets (path /metrics) into a throwaway TSDB.
+
+    ``flags``: more command-line flags, e.g. ``--enable-feature=exemplar-storage``.
+    """
     binary = ensure_prometheus()
     port = free_port()
     with processes.workdir("otel-kit-prometheus-") as work:
@@ -319,6 +326,7 @@ def run_prometheus(
             f"--config.file={work / 'prometheus.yml'}",
             f"--storage.tsdb.path={work / 'data'}",
             f"--web.listen-address={HOST}:{port}",
+            *flags,
         ]
         log_file = work / "prometheus.out"
         process = processes.start(command, log_file, os.environ, work)

@@ -26,7 +26,7 @@ from otel_asgi_kit.settings import VARS, Settings, Var, load_settings
 from otel_asgi_kit.version import __version__
 
 CONNECT_TIMEOUT_S = 2.0
-SERVERS = ("uvicorn", "hypercorn", "gunicorn")
+SERVERS = ("uvicorn", "hypercorn", "gunicorn", "aiohttp")
 # Most derived first: FastAPI is a Starlette subclass.
 FRAMEWORKS = (
     ("fastapi", "FastAPI"),
@@ -217,6 +217,10 @@ def check_app(report: Report, spec: str) -> None:
         detail = f"{type(exc).__name__}: {exc}"
         report.line(f"  cannot be loaded: {detail}")
         report.problem(f"APP {spec!r} cannot be loaded: {detail}")
+        return
+    if type(target).__module__.partition(".")[0] == "aiohttp":
+        # Not ASGI, and needs no wrapping: the kit hooks aiohttp's own server (docs/aiohttp.md).
+        report.line(f"  framework: aiohttp.web ({type(target).__name__}), traced through the kit's aiohttp hooks")
         return
     framework, wrapped = detect_framework(target)
     if framework is None:

@@ -209,7 +209,7 @@ def test_aiohttp_application_is_recognised(
 ) -> None:
     """An aiohttp web.Application is no problem: the kit traces it through its aiohttp hooks."""
     module = _app_module(tmp_path, monkeypatch, "from aiohttp import web\napp = web.Application()\n")
-    code, output = _run(quiet_env, f"{module}:app")
+    _, output = _run(quiet_env, f"{module}:app")
     assert "framework: aiohttp.web (Application), traced through the kit's aiohttp hooks" in output
     assert not [p for p in _problems(output) if "APP" in p]
 

@@ -217,6 +217,10 @@ def check_app(report: Report, spec: str) -> None:
         report.line(f"  cannot be loaded: {detail}")
         report.problem(f"APP {spec!r} cannot be loaded: {detail}")
         return
+    if type(target).__module__.partition(".")[0] == "aiohttp":
+        # Not ASGI, and needs no wrapping: the kit hooks aiohttp's own server (docs/aiohttp.md).
+        report.line(f"  framework: aiohttp.web ({type(target).__name__}), traced through the kit's aiohttp hooks")
+        return
     framework, wrapped = detect_framework(target)
     if framework is None:
         report.line(f"  {type(target).__name__} is not an ASGI app")

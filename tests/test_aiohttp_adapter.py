@@ -174,3 +174,16 @@ def test_websocket_counts_both_kinds_of_message(served: tuple[str, Telemetry]) -
         if p.attributes.get("websocket.message.direction") == "received" and p.attributes.get("http.route") == "/ws"
     ]
     assert received == [4]  # "é" is 2 bytes, "zz" 2
+
+
+def test_contrib_aiohttp_server_instrumentor_is_skipped() -> None:
+    """The distro never loads the contrib aiohttp-server instrumentor: the kit's span is the only one."""
+    from otel_asgi_kit.distro import KitDistro
+
+    class EntryPoint:
+        name = "aiohttp-server"
+
+        def load(self) -> object:
+            raise AssertionError("the contrib aiohttp-server instrumentor was loaded")
+
+    KitDistro().load_instrumentor(EntryPoint())

@@ -208,6 +208,16 @@ def test_app_that_is_not_asgi_is_a_problem(
     assert _problems(output) == [f"APP '{module}:app' is a function, not an ASGI app (an async callable)"]
 
 
+def test_aiohttp_application_is_recognised(
+    quiet_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An aiohttp web.Application is no problem: the kit traces it through its aiohttp hooks."""
+    module = _app_module(tmp_path, monkeypatch, "from aiohttp import web\napp = web.Application()\n")
+    _, output = _run(quiet_env, f"{module}:app")
+    assert "framework: aiohttp.web (Application), traced through the kit's aiohttp hooks" in output
+    assert not [p for p in _problems(output) if "APP" in p]
+
+
 def test_installed_servers_are_listed_as_hooked(quiet_env: dict[str, str]) -> None:
     """Each server the kit hooks is listed with its version and, for the installed release, as hooked."""
     from importlib.metadata import version

@@ -1,4 +1,4 @@
-"""Zero code for aiohttp.web: the places every aiohttp server passes through, patched once at start-up.
+"""Zero code for aiohttp.web: the places every aiohttp server passes through, patched once on import.
 
 Every request of every aiohttp server — ``web.run_app``, an
 ``AppRunner``/``TCPSite`` set-up, ``python -m aiohttp.web``, gunicorn's

@@ -262,3 +262,31 @@ def test_a_requests_logs_come_back_in_the_order_they_were_written(
     assert [doc["_fields"]["message"][0] for doc in docs[:2]] == ["looking up item 7", "in a worker thread"]
     assert docs[2]["scope"]["name"] == "uvicorn.access"
     assert {doc["_fields"]["service.name"][0] for doc in docs} == {SERVICE_NAME}
+
+
+# Last in this module: its service's spans reach the collector only after the Starlette app's checks ran.
+@pytest.fixture(scope="module")
+def aiohttp_app(collector: services.Collector) -> Iterator[AppRun]:
+    """The aiohttp.web health service (AppRunner/TCPSite), one GET /users/7 and one GET /fail."""
+    env = kit_env(collector.otlp_http_url, OTEL_SERVICE_NAME="shop-aiohttp")
+    with run_server("aiohttp", "examples/aiohttp_health_app.py", env, ready_path="/health") as server:
+        yield AppRun(server, _get(server, "/users/7"), _get(server, "/fail"))
+
+
+def test_aiohttp_service_reaches_elasticsearch(elasticsearch: services.Elasticsearch, aiohttp_app: AppRun) -> None:
+    """An aiohttp.web service: its route-named span, handler log and aiohttp's error log stored under one trace."""
+    user, fail = aiohttp_app.item, aiohttp_app.fail
+    assert (user.status, fail.status) == (200, 500)
+    span = _one(elasticsearch, "traces-*", _term("trace_id", user.trace_id))
+    log = _one(elasticsearch, "logs-*", _term("trace_id", user.trace_id), {"match_phrase": {"body.text": "user 7"}})
+    assert span["name"] == "GET /users/{user_id}" and span["kind"] == "Server"
+    assert span["span_id"] == user.span_id
+    assert span["attributes"]["http.route"] == "/users/{user_id}"
+    assert log["span_id"] == user.span_id
+    assert log["resource"]["attributes"]["service.name"] == "shop-aiohttp"
+    failed = _one(elasticsearch, "traces-*", _term("trace_id", fail.trace_id))
+    assert failed["attributes"]["error.type"] == "RuntimeError"
+    error_log = _one(elasticsearch, "logs-*", _term("trace_id", fail.trace_id), _term("severity_text", "ERROR"))
+    assert error_log["scope"]["name"] == "aiohttp.server"
+    assert error_log["span_id"] == fail.span_id
+    assert 'raise RuntimeError("boom")' in error_log["attributes"]["exception.stacktrace"]

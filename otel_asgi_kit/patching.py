@@ -25,6 +25,18 @@ KNOWN: dict[str, str] = {
     "hypercorn.utils.wrap_app": "wrap the app hypercorn loads",
     "hypercorn.logging.Logger.__init__": "put the kit's log handlers back after hypercorn's logging set-up",
     "gunicorn.glogging.Logger.setup": "put the kit's log handlers back after gunicorn's logging set-up",
+    # aiohttp.web: the request core around every request, whatever server runs the app.
+    "aiohttp.web_protocol.RequestHandler._handle_request": "one server request per aiohttp request",
+    "aiohttp.web_response.StreamResponse._start": "status and the trace header",
+    "aiohttp.web_response.StreamResponse.write": "response body bytes",
+    "aiohttp.web_response.StreamResponse.write_eof": "the response's end",
+    "aiohttp.web_runner.BaseRunner.setup": "watch the loop of the server being set up",
+    "aiohttp.web_ws.WebSocketResponse.receive": "count WebSocket messages received",
+    "aiohttp.web_ws.WebSocketResponse.send_str": "count WebSocket messages sent",
+    "aiohttp.web_ws.WebSocketResponse.send_bytes": "count WebSocket messages sent",
+    "aiohttp.web_ws.WebSocketResponse.send_frame": "count WebSocket messages sent",
+    "aiohttp.web._run_app": "flush when web.run_app stops",
+    "aiohttp.worker.GunicornWebWorker._run": "flush when gunicorn's aiohttp worker stops; its access log as JSON",
     # Frameworks: the matched route template (and caught exceptions) into the ASGI scope.
     "starlette.routing.Mount.matches": "record each mount's template prefix",
     "quart.ctx._BaseRequestWebsocketContext.match_request": "record the matched Werkzeug rule (Quart <= 0.22)",

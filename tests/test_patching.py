@@ -16,7 +16,8 @@ def test_every_applied_patch_is_known() -> None:
     """With every supported framework and server imported, each patch applied is listed in KNOWN."""
     for module in ("starlette.routing", "quart.ctx", "nexios.routing.router",
                    "litestar.middleware._internal.exceptions.middleware",
-                   "django.core.handlers.base", "falcon.asgi", "blacksheep.server.application"):  # fmt: skip
+                   "django.core.handlers.base", "falcon.asgi", "blacksheep.server.application",
+                   "aiohttp.web", "aiohttp.web_runner", "aiohttp.worker"):  # fmt: skip
         try:
             importlib.import_module(module)
         except ImportError:
@@ -25,7 +26,7 @@ def test_every_applied_patch_is_known() -> None:
     install_server_hooks(lambda: None, lambda: None)
     install_executor_context()
     applied = patching.applied()
-    assert len(applied) >= 14
+    assert len(applied) >= 25
     assert sorted(set(applied) - set(patching.KNOWN)) == []
 
 

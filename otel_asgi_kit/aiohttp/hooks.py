@@ -23,7 +23,6 @@ Patched (all in aiohttp): ``web_protocol.RequestHandler._handle_request``,
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import inspect
 from collections.abc import Callable
@@ -33,8 +32,8 @@ from otel_asgi_kit.after_import import after_import
 from otel_asgi_kit.failsafe import warn
 from otel_asgi_kit.logs.handlers import route_to_root
 from otel_asgi_kit.loop_health import ensure_loop_monitor
+from otel_asgi_kit.patching import patch
 
-_PATCHED = "__otel_asgi_kit_patched__"
 _HANDLE_REQUEST_PARAMS = ["self", "request", "start_time", "request_handler"]
 
 
@@ -72,7 +71,7 @@ def _install_request_hooks() -> None:
         _hook_websockets()
     from aiohttp.web_runner import BaseRunner
 
-    _patch(BaseRunner, "setup", _make_setup)
+    patch(BaseRunner, "setup", _make_setup)
 
 
 def _version() -> str:
@@ -111,15 +110,6 @@ def _websocket_missing() -> str | None:
     return None
 
 
-def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
-    original = getattr(owner, name)
-    if getattr(original, _PATCHED, False):
-        return
-    replacement = functools.wraps(original)(make(original))
-    setattr(replacement, _PATCHED, True)
-    setattr(owner, name, replacement)
-
-
 def _through(via: Callable[..., Any]) -> Callable[[Any], Any]:
     """A method that hands its original and its arguments to ``via``."""
 
@@ -144,10 +134,10 @@ def _hook_requests() -> None:
 
         return _handle_request
 
-    _patch(RequestHandler, "_handle_request", make_handle)
-    _patch(StreamResponse, "_start", _through(middleware.response_start))
-    _patch(StreamResponse, "write", _through(middleware.response_write))
-    _patch(StreamResponse, "write_eof", _through(middleware.response_write_eof))
+    patch(RequestHandler, "_handle_request", make_handle)
+    patch(StreamResponse, "_start", _through(middleware.response_start))
+    patch(StreamResponse, "write", _through(middleware.response_write))
+    patch(StreamResponse, "write_eof", _through(middleware.response_write_eof))
 
 
 def _hook_websockets() -> None:
@@ -156,10 +146,10 @@ def _hook_websockets() -> None:
     from otel_asgi_kit.aiohttp import websocket
 
     setattr(WebSocketResponse, websocket.CONNECTION_ATTR, None)  # responses the kit never accepted
-    _patch(WebSocketResponse, "receive", _through(websocket.receive))
-    _patch(WebSocketResponse, "send_str", _through(websocket.send_data))
-    _patch(WebSocketResponse, "send_bytes", _through(websocket.send_data))
-    _patch(WebSocketResponse, "send_frame", _through(websocket.send_frame))
+    patch(WebSocketResponse, "receive", _through(websocket.receive))
+    patch(WebSocketResponse, "send_str", _through(websocket.send_data))
+    patch(WebSocketResponse, "send_bytes", _through(websocket.send_data))
+    patch(WebSocketResponse, "send_frame", _through(websocket.send_frame))
 
 
 def _make_setup(original: Any) -> Any:
@@ -185,7 +175,7 @@ def _make_exit(original: Any) -> Any:
 def _hook_run_app() -> None:
     from aiohttp import web
 
-    _patch(web, "_run_app", _make_exit)
+    patch(web, "_run_app", _make_exit)
 
 
 def _hook_gunicorn_worker() -> None:
@@ -199,4 +189,4 @@ def _hook_gunicorn_worker() -> None:
 
         return run
 
-    _patch(GunicornWebWorker, "_run", lambda original: _make_exit(make_route_access_log(original)))
+    patch(GunicornWebWorker, "_run", lambda original: _make_exit(make_route_access_log(original)))

@@ -111,6 +111,15 @@ def test_requests_are_listed_per_route_with_failures(pages: Pages) -> None:
     assert [(r["name"], r["status_code"]) for r in data["failed"]] == [("GET /fail", 500)]
 
 
+def test_unmatched_requests_say_no_route_matched(pages: Pages) -> None:
+    """The 404 row is labelled as a request no route matched, not as a route called GET."""
+    asyncio.run(_request(pages, "/items/1", "/nothing"))
+    status, html = pages.page()
+    assert status == 200
+    assert "GET <span class=meta>(no route matched)</span>" in html
+    assert "GET /items/{item_id} <span" not in html
+
+
 def test_trace_page_shows_spans_events_and_log_lines(pages: Pages) -> None:
     """A trace's page has its server and child spans, the exception event and the log lines written in it."""
     asyncio.run(_request(pages, "/items/7", "/fail"))

@@ -160,6 +160,13 @@ def trace_json(trace_id: int, spans: list[ReadableSpan], lines: list[LogLine]) -
 # -- HTML -------------------------------------------------------------------
 
 
+def _route_label(name: str) -> str:
+    """A span name with no route (``GET``, ``WS``: nothing matched, e.g. a 404) says so."""
+    if " " in name:
+        return escape(name)
+    return f"{escape(name)} <span class=meta>(no route matched)</span>"
+
+
 def render_index(snapshot: Snapshot, service: str, filtered: str = "") -> str:
     parts = [
         _head(f"Traces · {service}"),
@@ -186,7 +193,7 @@ def render_index(snapshot: Snapshot, service: str, filtered: str = "") -> str:
         for r in snapshot.routes:
             row_class = ' class="failed"' if r.failed else ""
             parts.append(
-                f"<tr{row_class}><td>{escape(r.name)}</td><td class=num>{r.requests}</td>"
+                f"<tr{row_class}><td>{_route_label(r.name)}</td><td class=num>{r.requests}</td>"
                 f"<td class=num>{r.failed}</td><td>{_chips(r.slowest)}</td>"
                 f"<td>{_chips(recent_by_route.get(r.name, [])[:5])}</td>"
                 f"<td>{_chips(failed_by_route.get(r.name, [])[:5])}</td></tr>"

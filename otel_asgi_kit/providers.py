@@ -17,7 +17,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -34,6 +34,7 @@ from otel_asgi_kit.export.health import (
     ReportingSpanExporter,
 )
 from otel_asgi_kit.export.otlp import otlp_exporter
+from otel_asgi_kit.export.tail_sampling import TailSampler
 from otel_asgi_kit.metrics.snapshots import SnapshotExporter
 from otel_asgi_kit.sdk.log_processor import DirectBatchLogRecordProcessor
 from otel_asgi_kit.sdk.periodic_reader import make_periodic_reader
@@ -95,6 +96,7 @@ def build_tracer_provider(
 ) -> TracerProvider:
     provider = TracerProvider(sampler=build_sampler(settings), resource=resource)
     limits = settings.span_batch
+    processors: list[SpanProcessor] = []
     for name in settings.traces_exporters:
         target = settings.otlp["traces"]
         with _self_metrics():
@@ -105,7 +107,11 @@ def build_tracer_provider(
                 if name == "otlp"
                 else ConsoleSpanExporter()
             )
-            processor = BatchSpanProcessor(exporter, **_batch_limits(limits))
+            processors.append(BatchSpanProcessor(exporter, **_batch_limits(limits)))
+    if settings.tail_sampling_ratio is not None and processors:
+        ratio, slow_s = settings.tail_sampling_ratio, settings.tail_sampling_slow_ms / 1000
+        processors = [TailSampler(processors, ratio, slow_s)]
+    for processor in processors:
         provider.add_span_processor(processor)
     return provider
 

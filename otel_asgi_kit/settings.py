@@ -109,6 +109,21 @@ class Settings:
     sampler_arg: float = setting(
         "OTEL_TRACES_SAMPLER_ARG", "1.0", p.float_between(0, 1), "Ratio for the *traceidratio samplers."
     )
+    tail_sampling_ratio: float | None = setting(
+        "OTEL_ASGI_KIT_TAIL_SAMPLING_RATIO",
+        "",
+        p.float_between(0, 1),
+        "Tail sampling, decided when the request ends: export every trace with an error or a 5xx, every slow "
+        "one, and this ratio of the rest (unset: export every sampled trace). Metrics and pages see all.",
+        optional=True,
+    )
+    tail_sampling_slow_ms: int = setting(
+        "OTEL_ASGI_KIT_TAIL_SAMPLING_SLOW_MS",
+        "1000",
+        p.int_between(1, 3_600_000),
+        "With tail sampling: requests at least this slow (ms) are always exported.",
+        kit_default=True,
+    )
     span_batch: BatchLimits = group(BatchLimits, prefix="OTEL_BSP", what="Spans", delay="5000")
     log_batch: BatchLimits = group(BatchLimits, prefix="OTEL_BLRP", what="Log records", delay="1000")
     metric_export_interval_ms: int = setting(

@@ -1,0 +1,118 @@
+"""Tail sampling inside the process: keep every failed or slow trace and a ratio of the rest.
+
+The SDK's sampler decides when a span starts, before anyone knows whether
+the request will fail. ``TailSampler`` sits in front of the export
+processors and decides when a trace's local root ends (the SERVER span, or
+any span whose parent is remote or absent):
+
+* kept: the root or a span of its trace has status ERROR, the root answered
+  5xx, the root took at least the slow threshold, the root's parent is a
+  remote span marked sampled (the caller decided; a distributed trace stays
+  whole), or the trace id falls in the ratio (the same rule as
+  ``TraceIdRatioBased``, so services with the same ratio agree);
+* dropped: everything else — never exported, while metrics, the trace pages
+  and logs still see every request (they do not go through this processor).
+
+Children that end before their root wait in a bounded buffer; children that
+end after it (work after the response) follow the remembered decision. When
+the buffer is full, the oldest waiting trace is exported rather than lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import StatusCode
+
+_TRACE_ID_LIMIT = (1 << 64) - 1
+
+
+class TailSampler(SpanProcessor):
+    def __init__(
+        self,
+        processors: Sequence[SpanProcessor],
+        ratio: float,
+        slow_s: float,
+        *,
+        max_waiting_traces: int = 4096,
+        max_decisions: int = 16384,
+    ) -> None:
+        self._processors = tuple(processors)
+        self._bound = round(ratio * (_TRACE_ID_LIMIT + 1))
+        self._slow_ns = int(slow_s * 1e9)
+        self._waiting: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
+        self._decided: OrderedDict[int, bool] = OrderedDict()
+        self._max_waiting = max_waiting_traces
+        self._max_decisions = max_decisions
+        self._lock = threading.Lock()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        for processor in self._processors:
+            processor.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        ctx = span.context
+        if ctx is None:
+            return
+        trace_id = ctx.trace_id
+        parent = span.parent
+        if parent is not None and not parent.is_remote:
+            self._child_ended(trace_id, span)
+            return
+        with self._lock:
+            waiting = self._waiting.pop(trace_id, [])
+            keep = self._keep(span, waiting)
+            self._decided[trace_id] = keep
+            if len(self._decided) > self._max_decisions:
+                self._decided.popitem(last=False)
+        if keep:
+            self._export([*waiting, span])
+
+    def _child_ended(self, trace_id: int, span: ReadableSpan) -> None:
+        evicted: list[ReadableSpan] = []
+        with self._lock:
+            decision = self._decided.get(trace_id)
+            if decision is None:
+                self._waiting.setdefault(trace_id, []).append(span)
+                if len(self._waiting) > self._max_waiting:
+                    evicted = self._waiting.popitem(last=False)[1]  # its root never ended here: keep it
+        if decision:
+            self._export([span])
+        elif evicted:
+            self._export(evicted)
+
+    def _keep(self, root: ReadableSpan, children: list[ReadableSpan]) -> bool:
+        parent = root.parent
+        if parent is not None and parent.is_remote and parent.trace_flags.sampled:
+            return True
+        if root.status.status_code is StatusCode.ERROR or any(
+            c.status.status_code is StatusCode.ERROR for c in children
+        ):
+            return True
+        status = (root.attributes or {}).get("http.response.status_code")
+        if isinstance(status, int) and status >= 500:
+            return True
+        if (root.end_time or 0) - (root.start_time or 0) >= self._slow_ns:
+            return True
+        ctx = root.context
+        return ctx is not None and (ctx.trace_id & _TRACE_ID_LIMIT) < self._bound
+
+    def _export(self, spans: list[ReadableSpan]) -> None:
+        for span in spans:
+            for processor in self._processors:
+                processor.on_end(span)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            waiting = [s for spans in self._waiting.values() for s in spans]
+            self._waiting.clear()
+        self._export(waiting)  # roots that never ended here: nothing is lost at exit
+        for processor in self._processors:
+            processor.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return all(processor.force_flush(timeout_millis) for processor in self._processors)

@@ -37,6 +37,7 @@ lint: $(BIN)/.installed
 services: check-prereqs $(BIN)/.installed
 	command -v prometheus >/dev/null && command -v nginx >/dev/null && command -v chromium >/dev/null && command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus chromium fonts-dejavu-core wrk nginx; }
 	bash collector/build.sh
+	bash collector/build.sh collector/cloudwatch/builder-config.yaml
 	bash tools/k8scheck/build.sh
 	$(BIN)/python -c "from tests.infra.services import ensure_elasticsearch; print(ensure_elasticsearch())"
 

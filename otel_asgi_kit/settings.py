@@ -322,8 +322,9 @@ class Settings:
     def otlp(self) -> dict[str, OtlpTarget]:
         """The effective OTLP target of each signal: per-signal values win over general ones."""
         targets = {}
+        overrides = {"traces": self.traces_otlp, "metrics": self.metrics_otlp, "logs": self.logs_otlp}
         for signal in SIGNALS:
-            over: OtlpOverrides = getattr(self, f"{signal}_otlp")
+            over = overrides[signal]
             protocol = over.protocol or self.otlp_protocol
             endpoint = over.endpoint
             if endpoint is None:

@@ -183,19 +183,6 @@ HOLD = {
 }
 
 
-def _final_count(receiver: OtlpReceiver) -> int:
-    latest: dict[tuple[str, str], int] = {}
-    for request in receiver.received.metrics:
-        for rm in request.resource_metrics:
-            instance = next(kv.value.string_value for kv in rm.resource.attributes if kv.key == "service.instance.id")
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if metric.name == "http.server.request.duration":
-                        for point in metric.histogram.data_points:
-                            latest[(instance, str(sorted(str(kv) for kv in point.attributes)))] = point.count
-    return sum(latest.values())
-
-
 @pytest.mark.parametrize(
     ("server", "app", "workers", "sig"),
     [
@@ -221,7 +208,7 @@ def test_signal_flushes_everything(server: str, app: str, workers: int, sig: int
     assert len(spans) == 30
     assert _trace_id(last) in {s.trace_id for s in spans}
     assert len([r for r in receiver.logs() if str(r.body).startswith("looking up item")]) == 30
-    assert _final_count(receiver) == 30
+    assert receiver.final_count() == 30
     assert code in (0, -sig, 128 + sig)
 
 

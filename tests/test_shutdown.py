@@ -31,22 +31,6 @@ def _send(base_url: str, n: int) -> None:
         assert list(pool.map(lambda i: client.get(f"{base_url}/items/{i}").status_code, range(n))) == [200] * n
 
 
-def _final_count(receiver: OtlpReceiver) -> int:
-    """Sum over workers of the last cumulative duration count each pushed."""
-    latest: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
-    for request in receiver.received.metrics:
-        for rm in request.resource_metrics:
-            instance = next(kv.value.string_value for kv in rm.resource.attributes if kv.key == "service.instance.id")
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if metric.name != "http.server.request.duration":
-                        continue
-                    for point in metric.histogram.data_points:
-                        attrs = tuple(sorted((kv.key, str(kv.value)) for kv in point.attributes))
-                        latest[(instance, attrs)] = point.count
-    return sum(latest.values())
-
-
 @pytest.mark.parametrize(
     ("server", "workers", "sig"),
     [
@@ -72,7 +56,7 @@ def test_everything_before_the_signal_arrives(server: str, workers: int, sig: in
     assert len(spans) == 50
     assert len({s.span_id for s in spans}) == 50
     assert len(handler_logs) == 50
-    assert _final_count(receiver) == 50
+    assert receiver.final_count() == 50
     # The server's own exit semantics are kept: same code as without the kit.
     with run_server(server, "examples.starlette_app:app", env, workers=workers, launcher=False) as bare:
         _send(bare.base_url, 5)

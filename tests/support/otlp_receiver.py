@@ -156,6 +156,25 @@ class OtlpReceiver:
         with self._lock:
             return list(self.received.logs)
 
+    def final_count(self, name: str = "http.server.request.duration") -> int:
+        """Sum over processes of the last cumulative count each pushed for the histogram ``name``."""
+        with self._lock:
+            requests = list(self.received.metrics)
+        latest: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        for request in requests:
+            for rm in request.resource_metrics:
+                instance = next(
+                    (kv.value.string_value for kv in rm.resource.attributes if kv.key == "service.instance.id"), ""
+                )
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        if metric.name != name:
+                            continue
+                        for point in metric.histogram.data_points:
+                            attrs = tuple(sorted((kv.key, str(kv.value)) for kv in point.attributes))
+                            latest[(instance, attrs)] = point.count
+        return sum(latest.values())
+
     def metric_points(self, name: str) -> Iterator[Any]:
         with self._lock:
             requests = list(self.received.metrics)

@@ -272,8 +272,8 @@ def fast_paths() -> dict[str, bool]:
         "span encoding": span_exporter.direct,
         "log encoding": log_exporter.direct,
     }
-    span_exporter.shutdown()  # type: ignore[no-untyped-call]
-    log_exporter.shutdown()  # type: ignore[no-untyped-call]
+    span_exporter.shutdown()
+    log_exporter.shutdown()
     return found
 
 

@@ -63,12 +63,25 @@ def receivers() -> Iterator[Receivers]:
             rx.down()
 
 
-def _get(base_url: str, n: int) -> set[str]:
-    """``n`` requests; their trace ids."""
+def _get(base_url: str, n: int, *, recycling: bool = False) -> set[str]:
+    """``n`` answered requests; their trace ids.
+
+    ``recycling``: a worker that reached gunicorn's ``max_requests`` may close a connection it
+    accepted without answering; that request is sent again, as a load balancer would.
+    """
     with httpx.Client(timeout=10) as client:
-        responses = [client.get(f"{base_url}/items/{i}") for i in range(n)]
+        responses = [_answered(client, f"{base_url}/items/{i}", 3 if recycling else 1) for i in range(n)]
     assert [r.status_code for r in responses] == [200] * n
     return {r.headers["traceresponse"].split("-")[1] for r in responses}
+
+
+def _answered(client: httpx.Client, url: str, tries: int) -> httpx.Response:
+    for _ in range(tries - 1):
+        try:
+            return client.get(url)
+        except httpx.RemoteProtocolError:
+            time.sleep(0.1)
+    return client.get(url)
 
 
 def test_outage_under_steady_load_loses_nothing() -> None:
@@ -226,7 +239,7 @@ def test_restarted_gunicorn_workers_hand_over_their_spools(tmp_path: Path) -> No
     with receivers() as rx:
         env = kit_env(rx.endpoint, OTEL_ASGI_KIT_SPOOL_DIR=str(spool))
         with run_server("gunicorn", APP, env, workers=2, extra_args=("--max-requests", "40")) as srv:
-            ids = _get(srv.base_url, 150)  # each worker is replaced at least once
+            ids = _get(srv.base_url, 150, recycling=True)  # each worker is replaced at least once
             time.sleep(1)
             rx.up()
             arrived = wait_for(lambda: ids <= rx.item_traces(), timeout=60)
@@ -234,4 +247,5 @@ def test_restarted_gunicorn_workers_hand_over_their_spools(tmp_path: Path) -> No
         assert arrived, f"{len(ids - rx.item_traces())} of 150 missing:\n{stderr}"
         assert "stay spooled" in stderr  # a recycled worker left its spool behind
         spans = rx.item_spans()
-        assert len(spans) == len(set(spans)) == 150
+        assert len(spans) == len(set(spans))  # nothing sent twice
+        assert len(spans) in (150, 151, 152)  # plus a request closed unanswered, if any

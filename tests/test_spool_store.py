@@ -253,3 +253,56 @@ def test_spool_off_leaves_the_stock_exporter() -> None:
     assert spool.exporter_kwargs("traces", settings.otlp["traces"]) == {}
     grpc = load_settings({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
     assert ProcessSpool(grpc.spool, 4.0, ExportHealth()).exporter_kwargs("traces", grpc.otlp["traces"]) == {}
+
+
+def test_size_cap_drops_are_counted_on_the_sdk_counter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the size cap the oldest spans are dropped and counted as exported with error_type SpoolFullError."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    reader = InMemoryMetricReader()
+    settings = load_settings(
+        {
+            "OTEL_ASGI_KIT_SPOOL_DIR": str(tmp_path),
+            "OTEL_ASGI_KIT_SPOOL_MAX_SIZE": "1",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": refused_endpoint(),
+        }
+    )
+    spool = ProcessSpool(settings.spool, 4.0, ExportHealth())
+    target = settings.otlp["traces"]
+    exporter = DirectSpanExporter(
+        endpoint=target.endpoint,
+        meter_provider=MeterProvider(metric_readers=[reader]),
+        **spool.exporter_kwargs("traces", target),
+    )
+    provider = TracerProvider()
+    memory = InMemorySpanExporter()
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    for i in range(200):
+        provider.get_tracer("t").start_span(f"big {i}", attributes={"blob": "x" * 10_000}).end()
+    spans = list(memory.get_finished_spans())
+    for i in range(0, 200, 10):
+        assert exporter.export(spans[i : i + 10]) is SpanExportResult.SUCCESS
+    assert sum(p.stat().st_size for p in tmp_path.rglob("*.otlp")) <= 1_000_000
+    exported: dict[str, int] = {}
+    for rm in reader.get_metrics_data().resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == "otel.sdk.exporter.span.exported":
+                    for point in metric.data.data_points:
+                        key = str(point.attributes.get("error.type", ""))
+                        exported[key] = exported.get(key, 0) + int(point.value)
+    kept, _ = spool_items(tmp_path)
+    assert exported.get("SpoolFullError", 0) == 200 - kept > 0
+    exporter.shutdown()
+
+
+def spool_items(root: Path) -> tuple[int, int]:
+    """(items, files) in the spool files under ``root``."""
+    from otel_asgi_kit.spool.store import read_header
+
+    files = list(root.rglob("*.otlp"))
+    return sum(read_header(f)[0] for f in files), len(files)

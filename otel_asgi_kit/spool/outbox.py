@@ -248,6 +248,8 @@ class Outbox:
         try:
             if self._opened and self._pid == os.getpid():
                 self._finish()
+        except Exception as exc:  # the exporter's own shutdown must still run
+            warn(f"closing the {self._signal} spool failed: {type(exc).__name__}: {exc}")
         finally:
             self._on_closed()
 

@@ -1,7 +1,9 @@
 """Every patch the kit applies to another project's code: listed here, applied one way.
 
 A patch wraps one attribute of a third-party class or module once (a marker
-on the replacement makes a second call a no-op). ``KNOWN`` lists each target
+on the replacement makes a second call a no-op). A hook names what it relies
+on with ``require``; ``guarded`` turns a missing piece into one stderr line,
+so the app serves and its spans only lack what the hook would have added. ``KNOWN`` lists each target
 with the reason; ``applied()`` says which ones this process has applied
 (``otel-asgi-kit doctor`` prints them) and ``tests/test_patching.py`` fails
 when a patch is applied that is not listed.
@@ -10,10 +12,13 @@ when a patch is applied that is not listed.
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
+
+from otel_asgi_kit.failsafe import report_once
 
 PATCHED = "__otel_asgi_kit_patched__"
 
@@ -83,6 +88,35 @@ def patch(owner: type[Any] | ModuleType, name: str, make: Callable[[Any], Any]) 
     setattr(owner, name, replacement)
     with _lock:
         _applied.append(target_name(owner, name))
+
+
+class HookUnavailableError(Exception):
+    """The installed version of a framework or server lacks something a hook relies on."""
+
+
+def require(owner: Any, name: str, params: tuple[str, ...] = ()) -> Any:
+    """``owner.name``; it must exist and, if ``params`` are given, take them first and in this order."""
+    where = f"{getattr(owner, '__module__', '?')}.{getattr(owner, '__qualname__', owner)}.{name}"
+    try:
+        attribute = inspect.getattr_static(owner, name)
+    except AttributeError:
+        raise HookUnavailableError(f"{where} is missing") from None
+    if params:
+        try:
+            found = tuple(inspect.signature(getattr(owner, name)).parameters)
+        except (TypeError, ValueError):
+            raise HookUnavailableError(f"{where} has no readable signature") from None
+        if found[: len(params)] != params:
+            raise HookUnavailableError(f"{where} takes {found}, expected {params} first")
+    return attribute
+
+
+def guarded(what: str, install: Callable[[], None]) -> None:
+    """Run ``install``; any failure is one line on stderr naming what is lost, never an error."""
+    try:
+        install()
+    except Exception as exc:
+        report_once(what, exc)
 
 
 def applied() -> list[str]:

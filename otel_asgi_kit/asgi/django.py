@@ -16,9 +16,9 @@ import re
 import sys
 from typing import Any
 
-from otel_asgi_kit.asgi.patches import HookUnavailableError, guarded, patch, require
 from otel_asgi_kit.asgi.routes import ERROR_KEY, ROUTE_KEY
 from otel_asgi_kit.failsafe import report_once
+from otel_asgi_kit.patching import HookUnavailableError, guarded, patch, require
 
 _DISPATCH_UID = "otel_asgi_kit.error"
 # "<int:item_id>" (path converters) and "(?P<item_id>...)" (re_path groups, one nesting level).

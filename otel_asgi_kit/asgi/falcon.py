@@ -13,9 +13,9 @@ import functools
 import re
 from typing import Any
 
-from otel_asgi_kit.asgi.patches import HookUnavailableError, guarded, patch, require
 from otel_asgi_kit.asgi.routes import ERROR_KEY, ROUTE_KEY
 from otel_asgi_kit.failsafe import report_once
+from otel_asgi_kit.patching import HookUnavailableError, guarded, patch, require
 
 # "{item_id:int}" and "{when:dt("%Y")}" → "{item_id}", "{when}"
 _CONVERTER = re.compile(r"\{(\w+):[^}]*\}")

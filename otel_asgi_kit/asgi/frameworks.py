@@ -15,9 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from otel_asgi_kit.asgi import blacksheep, django, falcon
-from otel_asgi_kit.asgi.patches import HookUnavailableError, guarded, require
 from otel_asgi_kit.asgi.routes import ERROR_KEY, MOUNT_PREFIX_KEY, ROUTE_KEY
-from otel_asgi_kit.patching import patch
+from otel_asgi_kit.patching import HookUnavailableError, guarded, patch, require
 from otel_asgi_kit.types import Receive, Scope, Send
 
 _CONVERTER = re.compile(r"\{(\w+):[^}]*\}")

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.infra import autoinstrumentation, services
+from tests.infra import autoinstrumentation, processes, services
 from tests.support.otlp_receiver import OtlpReceiver, wait_for
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]  # a cold cache pip-installs two trees
@@ -73,9 +73,9 @@ def test_plain_uvicorn_is_instrumented_by_sitecustomize(pod: tuple[Path, dict[st
     log_file = tmp_path / "app.log"
     with OtlpReceiver() as receiver:
         env = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
-        process = services._start(command, log_file, env, services.REPO_ROOT)
+        process = processes.start(command, log_file, env, services.REPO_ROOT)
         try:
-            services._wait_until(f"{admin}/healthz", process, log_file, "injected app", 60)
+            processes.wait_until(f"{admin}/healthz", process, log_file, "injected app", 60)
             assert httpx.get(f"http://{services.HOST}:{port}/items/7", timeout=10).status_code == 200
             scrape = httpx.get(f"{admin}/metrics", timeout=10).text
             assert "http_server_request_duration_seconds_count{" in scrape
@@ -84,4 +84,4 @@ def test_plain_uvicorn_is_instrumented_by_sitecustomize(pod: tuple[Path, dict[st
             assert spans[0].name == "GET /items/{item_id}"
             assert spans[0].resource["service.name"] == "shop"
         finally:
-            services._stop(process)
+            processes.stop(process)

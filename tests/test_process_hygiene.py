@@ -56,7 +56,7 @@ def test_shutdown_is_clean_and_only_servers_report(case: str, tmp_path: Path) ->
     with run_server(server, "examples.starlette_app:app", env, workers=workers, extra_args=extra) as srv:
         for _ in range(10):
             httpx.get(srv.base_url + "/items/3")
-        (snapshot_dir,) = [tmp_path / name for name in _kit_dirs(tmp_path)]
+        (snapshot_dir,) = [tmp_path / name for name in _kit_dirs(tmp_path) if "metrics" in name]
         deadline = time.monotonic() + 10
         while len(list(snapshot_dir.glob("*-*.json"))) < writers and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.infra import services
+from tests.infra import processes, services
 
 BIN = Path(sys.executable).parent
 
@@ -67,16 +67,16 @@ def run_replicas(
             command = [str(BIN / "opentelemetry-instrument"), str(BIN / "uvicorn"), "examples.starlette_app:app"]
             command += ["--host", host, "--port", str(app_port), "--no-access-log"]
             log_file = work / f"app-{host}.log"
-            process = services._start(
+            process = processes.start(
                 command, log_file, {**env, "OTEL_EXPORTER_PROMETHEUS_HOST": host}, services.REPO_ROOT
             )
             started.append(Replica(host, app_port, admin_port, process, log_file))
         for r in started:
-            services._wait_until(f"http://{r.target}/healthz", r.process, r.log_file, f"app on {r.host}", timeout)
+            processes.wait_until(f"http://{r.target}/healthz", r.process, r.log_file, f"app on {r.host}", timeout)
         yield started
     finally:
         for r in started:
-            services._stop(r.process)
+            processes.stop(r.process)
 
 
 class Nginx:
@@ -126,7 +126,7 @@ class Nginx:
 
     def _run(self) -> None:
         command = [str(self.binary), "-p", str(self.work), "-c", str(self.config), "-e", "stderr", "-g", "daemon off;"]
-        self.process = services._start(command, self.work / "nginx.out", os.environ, self.work)
+        self.process = processes.start(command, self.work / "nginx.out", os.environ, self.work)
         self._wait_listening()
 
     def set_upstreams(self, upstreams: Sequence[str]) -> None:
@@ -158,7 +158,7 @@ class Nginx:
 
     def stop(self) -> None:
         if self.process is not None:
-            services._stop(self.process)
+            processes.stop(self.process)
 
 
 def nginx_binary() -> Path:
@@ -217,10 +217,10 @@ def run_prometheus_file_sd(work: Path, job: str, *, startup_timeout: float = 60.
         f"--web.listen-address={services.HOST}:{port}",
     ]
     log_file = work / "prometheus.out"
-    process = services._start(command, log_file, os.environ, work)
+    process = processes.start(command, log_file, os.environ, work)
     try:
         url = f"http://{services.HOST}:{port}"
-        services._wait_until(f"{url}/-/ready", process, log_file, "Prometheus", startup_timeout)
+        processes.wait_until(f"{url}/-/ready", process, log_file, "Prometheus", startup_timeout)
         yield Prometheus(url, process, targets_file)
     finally:
-        services._stop(process)
+        processes.stop(process)

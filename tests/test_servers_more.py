@@ -57,6 +57,8 @@ def test_requests_traced_and_server_logs_linked(
         assert totals, httpx.get(admin).text
         spans: list[Span] = wait_for(lambda: len(receiver.spans()) >= 6 and receiver.spans())
         logs = wait_for(lambda: [r for r in receiver.logs() if "/items/7" in str(r.body)] and receiver.logs())
+        # Daphne logs the 500's exception from a check that runs every second.
+        wait_for(lambda: '"error.message": "boom"' in srv.stdout(), timeout=10)
         stdout = srv.stdout()
         assert "not traced" not in srv.stderr()
 

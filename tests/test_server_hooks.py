@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
 import textwrap
 import types
@@ -149,9 +151,18 @@ def test_daphne_console_access_log_is_replaced_and_a_file_one_kept() -> None:
     )
     generator = access.AccessLogGenerator
     generator.__module__ = "daphne.access"
-    daphne._hook(module, lambda app: ("wrapped", app), lambda: None)
+    calls: list[str] = []
+
+    def wrap_app(app: str) -> Any:
+        async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+            calls.append(app)
+
+        return wrapped
+
+    daphne._hook(module, wrap_app, lambda: None)
     console = module.Server("app", action_logger=generator(sys.stdout))
-    assert console.application == ("wrapped", "app")
+    asyncio.run(console.application({}, _noop, _noop))
+    assert calls == ["app"]  # the kit's wrapper around the given app
     assert console.action_logger is daphne.log_action
     with open(Path(__file__), encoding="utf-8") as file:
         kept = generator(file)
@@ -233,3 +244,44 @@ def test_middleware_added_inside_the_app_is_no_finding(capsys: pytest.CaptureFix
         asyncio.run(app(scope, receive, send))
     assert messages and messages[0]["status"] == 404
     assert "Inside" not in capsys.readouterr().err
+
+
+def test_daphne_app_failure_is_logged_once_where_it_happens() -> None:
+    """The kit logs an app's exception as it leaves the app; Daphne's later copy of it is dropped."""
+    module = _fake_module(
+        "daphne.server",
+        """
+        class Server:
+            def __init__(self, application, action_logger=None):
+                self.application = application
+            def run(self):
+                pass
+        """,
+    )
+    boom = RuntimeError("boom")
+
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        raise boom
+
+    daphne._hook(module, lambda app: app, lambda: None)
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    daphne.server_logger.addHandler(keep)
+    try:
+        with pytest.raises(RuntimeError):
+            asyncio.run(module.Server(failing).application({}, _noop, _noop))
+        # What Daphne's once-a-second check then logs for the same exception:
+        daphne.server_logger.error(daphne.FAILURE, boom, exc_info=boom)
+        other = ValueError("other")
+        daphne.server_logger.error(daphne.FAILURE, other, exc_info=other)  # not seen by the kit: kept
+    finally:
+        daphne.server_logger.removeHandler(keep)
+    assert [(r.getMessage(), r.funcName) for r in records] == [
+        ("Exception inside application: boom", "app_logging_failures"),
+        ("Exception inside application: other", "test_daphne_app_failure_is_logged_once_where_it_happens"),
+    ]

@@ -285,3 +285,25 @@ def test_daphne_app_failure_is_logged_once_where_it_happens() -> None:
         ("Exception inside application: boom", "app_logging_failures"),
         ("Exception inside application: other", "test_daphne_app_failure_is_logged_once_where_it_happens"),
     ]
+
+
+# Tornado and waitress are not among the test dependencies; everything else is.
+_RELIED_ON = [
+    *[(module, f"{cls}.__call__") for module, cls, _ in unhooked.FRAMEWORK_APPS],
+    *[
+        (module, path)
+        for module, path, _, _ in unhooked.UNTRACEABLE_SERVERS
+        if not module.startswith(("tornado", "waitress"))
+    ],
+]
+
+
+@pytest.mark.parametrize(("module", "qualname"), _RELIED_ON)
+def test_what_the_checks_rely_on_is_in_the_installed_releases(module: str, qualname: str) -> None:
+    """Each app class and server start function the checks wrap exists in the release the tests install."""
+    from otel_asgi_kit.stacks import params_in_source
+
+    params = params_in_source(module, qualname)
+    assert params is not None, f"{module}.{qualname} is gone: the never-silently-off check for it is blind"
+    if qualname.endswith("__call__"):
+        assert params == ("scope", "receive", "send")

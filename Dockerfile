@@ -9,15 +9,22 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-# Metadata first, so editing code does not bust the dependency layer's cache
-# more than needed.
-COPY pyproject.toml README.md ./
-COPY otel_asgi_kit ./otel_asgi_kit
-COPY examples ./examples
 # The "examples" extra (pyproject.toml) brings starlette, fastapi,
 # uvicorn[standard] and httpx.
 ARG EXTRAS=examples
-RUN pip install ".[${EXTRAS}]"
+# Dependencies first, from pyproject.toml alone: this layer is rebuilt only
+# when pyproject.toml changes, not on an edit to the code. Build requirements
+# (hatchling) come too, so the package below installs without downloading.
+COPY pyproject.toml deploy/docker/pyproject_requirements.py /tmp/deps/
+RUN python /tmp/deps/pyproject_requirements.py --extras "${EXTRAS}" --build /tmp/deps/pyproject.toml \
+        > /tmp/deps/requirements.txt \
+    && pip install -r /tmp/deps/requirements.txt \
+    && rm -rf /tmp/deps
+# Then the package itself, its dependencies already there.
+COPY pyproject.toml README.md ./
+COPY otel_asgi_kit ./otel_asgi_kit
+RUN pip install --no-deps --no-build-isolation .
+COPY examples ./examples
 
 RUN useradd --system --uid 10001 app
 USER app

@@ -24,8 +24,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from otel_asgi_kit.logs.otlp_handler import OtlpLogHandler
-from otel_asgi_kit.otlp import wire
 from otel_asgi_kit.resource import StableResource
+from otel_asgi_kit.sdk import wire
 
 BATCH = 512
 RESOURCE = StableResource({"service.name": "bench", "service.instance.id": "a1b2", "host.name": "h"})

@@ -40,12 +40,23 @@ STOCK_PACKAGES = (
     f"opentelemetry-instrumentation-logging=={STOCK_CONTRIB}",
 )
 SERVER_PACKAGES = ("uvicorn", "starlette", "uvloop", "httptools")
+# --framework aiohttp: web.run_app, and the contrib aiohttp-server instrumentation as "stock"
+# (0.66b1 is its newest release; it makes one server span per request).
+STOCK_PACKAGES_AIOHTTP = (
+    f"opentelemetry-distro=={STOCK_CONTRIB}",
+    "opentelemetry-exporter-otlp",
+    f"opentelemetry-instrumentation-aiohttp-server=={STOCK_CONTRIB}",
+    f"opentelemetry-instrumentation-logging=={STOCK_CONTRIB}",
+)
+SERVER_PACKAGES_AIOHTTP = ("aiohttp",)
 REPORTED_PACKAGES = (
     *SERVER_PACKAGES,
+    "aiohttp",
     "otel-asgi-kit",
     "opentelemetry-sdk",
     "opentelemetry-instrumentation",
     "opentelemetry-instrumentation-starlette",
+    "opentelemetry-instrumentation-aiohttp-server",
     "opentelemetry-exporter-otlp-proto-http",
     "protobuf",
 )
@@ -176,9 +187,12 @@ class StockUnavailableError(RuntimeError):
     pass
 
 
-def ensure_stock_venv(kit_python: str, path: Path = STOCK_VENV, *, build: bool = True, timeout: float = 300) -> Path:
+def ensure_stock_venv(
+    kit_python: str, path: Path = STOCK_VENV, *, build: bool = True, timeout: float = 300, framework: str = "starlette"
+) -> Path:
     """The stock distro's venv, built once (same Python and server package versions as the kit) and cached."""
-    facts = python_facts(kit_python, SERVER_PACKAGES)
+    aiohttp = framework == "aiohttp"
+    facts = python_facts(kit_python, SERVER_PACKAGES_AIOHTTP if aiohttp else SERVER_PACKAGES)
     missing = [n for n, v in facts["packages"].items() if v is None]
     if missing:
         raise StockUnavailableError(
@@ -186,7 +200,10 @@ def ensure_stock_venv(kit_python: str, path: Path = STOCK_VENV, *, build: bool =
         )
     wanted = {
         "python": facts["python"],
-        "packages": [*STOCK_PACKAGES, *(f"{n}=={v}" for n, v in facts["packages"].items())],
+        "packages": [
+            *(STOCK_PACKAGES_AIOHTTP if aiohttp else STOCK_PACKAGES),
+            *(f"{n}=={v}" for n, v in facts["packages"].items()),
+        ],
     }
     marker = path / "bench-spec.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -232,8 +249,13 @@ class Variant:
     bin_dir: Path
     launcher: bool  # started under opentelemetry-instrument
     exports: bool  # needs the OTLP sink
+    framework: str = "starlette"  # or "aiohttp": aiohttp_app.py under web.run_app
 
     def command(self, port: int, *, access_log: bool, app: str = "app:app") -> list[str]:
+        if self.framework == "aiohttp":
+            script = [str(self.bin_dir / "python"), str(BENCH / "aiohttp_app.py"), str(port)]
+            script += ["--access-log"] if access_log else []
+            return [str(self.bin_dir / "opentelemetry-instrument"), *script] if self.launcher else script
         cmd = [
             str(self.bin_dir / "uvicorn"),
             "--app-dir",
@@ -263,7 +285,7 @@ class Variant:
                 OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
                 OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED="true",
             )
-        elif self.name == "kit":
+        elif self.name.startswith("kit"):
             env.update(
                 OTEL_SERVICE_NAME="bench-kit",
                 OTEL_TRACES_SAMPLER="parentbased_always_on",
@@ -279,14 +301,20 @@ class Variant:
         return env
 
 
-def make_variants(kit_python: str, stock_venv: Path | None) -> dict[str, Variant]:
+def make_variants(
+    kit_python: str, stock_venv: Path | None, base_kit_python: str | None = None, framework: str = "starlette"
+) -> dict[str, Variant]:
     kit_bin = Path(kit_python).parent  # not resolved: a venv's python is a symlink out of the venv
     variants = {
-        "bare": Variant("bare", kit_bin, launcher=False, exports=False),
-        "kit": Variant("kit", kit_bin, launcher=True, exports=True),
+        "bare": Variant("bare", kit_bin, launcher=False, exports=False, framework=framework),
+        "kit": Variant("kit", kit_bin, launcher=True, exports=True, framework=framework),
     }
+    if base_kit_python is not None:
+        variants["kit-base"] = Variant(
+            "kit-base", Path(base_kit_python).parent, launcher=True, exports=True, framework=framework
+        )
     if stock_venv is not None:
-        variants["stock"] = Variant("stock", stock_venv / "bin", launcher=True, exports=True)
+        variants["stock"] = Variant("stock", stock_venv / "bin", launcher=True, exports=True, framework=framework)
     return variants
 
 

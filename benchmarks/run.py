@@ -64,8 +64,8 @@ SCENARIOS = {
         Scenario("log-line", "/log/1", access_log=False, what="GET /log/{id}: the handler logs one INFO line"),
     )
 }
-VARIANT_ORDER = ("bare", "stock", "kit")
-EXPECTED_SPANS = {"kit": 1.0, "stock": 3.0}
+VARIANT_ORDER = ("bare", "stock", "kit-base", "kit")
+EXPECTED_SPANS = {"kit": 1.0, "kit-base": 1.0, "stock": 3.0}
 SPAN_TOLERANCE = 0.02  # requests in flight when wrk stops are served (and traced) but not counted by wrk
 READY_PATH = "/items/0"  # traced by every variant, so the probe counts as a request
 
@@ -85,13 +85,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--retries", type=int, default=2, help="at most this many re-measurements per run")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated: " + ", ".join(SCENARIOS))
-    parser.add_argument("--variants", default=",".join(VARIANT_ORDER), help="comma-separated subset of bare,stock,kit")
+    parser.add_argument(
+        "--variants", default="bare,stock,kit", help="comma-separated subset of " + ",".join(VARIANT_ORDER)
+    )
+    parser.add_argument(
+        "--base-kit-python",
+        default=None,
+        help="python of a venv with the kit at another revision: adds the kit-base variant (before/after runs)",
+    )
     parser.add_argument(
         "--kit-python",
         default=None,
         help="python of the venv with the kit installed (default: .venv/bin/python, else this interpreter)",
     )
-    parser.add_argument("--stock-venv", type=Path, default=STOCK_VENV, help="where the stock distro's venv is cached")
+    parser.add_argument("--stock-venv", type=Path, default=None, help="where the stock distro's venv is cached")
+    parser.add_argument(
+        "--framework",
+        choices=("starlette", "aiohttp"),
+        default="starlette",
+        help="starlette under uvicorn (stock: contrib asgi+starlette), or aiohttp.web under run_app "
+        "(stock: contrib aiohttp-server)",
+    )
     parser.add_argument("--stock-build-timeout", type=float, default=None, help="seconds (default 300; smoke 120)")
     parser.add_argument("--load", choices=("auto", "wrk", "python"), default="auto", help="load generator")
     parser.add_argument("--no-install", action="store_true", help="do not apt-get install wrk when it is missing")
@@ -102,10 +116,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.rounds, args.duration, args.warmup, args.retries = 1, 1.0, 0.0, 0
         if args.scenarios == parser.get_default("scenarios"):
             args.scenarios = "plain"
-    args.name = args.name or ("smoke" if args.smoke else "latest")
+    args.name = args.name or ("smoke" if args.smoke else "latest") + ("-aiohttp" if args.framework == "aiohttp" else "")
+    if args.stock_venv is None:
+        args.stock_venv = STOCK_VENV.with_name("stock-venv-aiohttp") if args.framework == "aiohttp" else STOCK_VENV
     args.stock_build_timeout = args.stock_build_timeout or (120.0 if args.smoke else 300.0)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    args.variants = [v for v in VARIANT_ORDER if v in {v.strip() for v in args.variants.split(",")}]
+    wanted = {v.strip() for v in args.variants.split(",")} | ({"kit-base"} if args.base_kit_python else set())
+    args.variants = [v for v in VARIANT_ORDER if v in wanted]
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
     if unknown or not args.variants:
         parser.error(f"unknown scenarios {unknown} or no variants")
@@ -114,7 +131,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def run_one(variant: Variant, scenario: Scenario, args: argparse.Namespace, load: LoadGenerator) -> dict[str, Any]:
     port = free_port()
-    admin_port = free_port() if variant.name == "kit" else None
+    admin_port = free_port() if variant.name.startswith("kit") else None
     record: dict[str, Any] = {"variant": variant.name, "scenario": scenario.name}
     with ExitStack() as stack:
         sink = stack.enter_context(Sink(args.kit_python)) if variant.exports else None
@@ -216,12 +233,13 @@ def summarize(runs: list[dict[str, Any]], scenarios: Sequence[str], variants: Se
     return rows
 
 
-def kit_vs_stock(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def kit_vs_stock(rows: list[dict[str, Any]], against: str = "stock") -> list[dict[str, Any]]:
+    """Ratios of the kit to ``against`` (the stock distro, or ``kit-base``: the kit at another revision)."""
     found = []
     for scenario in dict.fromkeys(r["scenario"] for r in rows):
         by = {r["variant"]: r for r in rows if r["scenario"] == scenario}
-        if "kit" in by and "stock" in by:
-            kit, stock = by["kit"], by["stock"]
+        if "kit" in by and against in by:
+            kit, stock = by["kit"], by[against]
             found.append(
                 {
                     "scenario": scenario,
@@ -251,8 +269,8 @@ def checks(runs: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
             per = EXPECTED_SPANS[r["variant"]]
             if not low * per <= sink["spans"] <= high * per:
                 message = f"{where}: {sink['spans']} spans for {low}..{high} requests, expected {per:g} per request"
-                (problems if r["variant"] == "kit" else notes).append(message)
-        if r["variant"] == "kit":
+                (problems if r["variant"].startswith("kit") else notes).append(message)
+        if r["variant"].startswith("kit"):
             if not sink.get("spans") and not sink.get("requests", {}).get("traces"):
                 problems.append(f"{where}: the sink received no span from the kit")
             count = r.get("prometheus_count")
@@ -282,6 +300,7 @@ def render(
     versus: list[dict[str, Any]],
     problems: list[str],
     notes: list[str],
+    versus_base: list[dict[str, Any]] | None = None,
 ) -> str:
     m = meta["machine"]
     lines = [
@@ -289,6 +308,7 @@ def render(
         "",
         f"- date: {meta['date']}",
         f"- command: `{meta['command']}`",
+        f"- framework: {meta.get('framework', 'starlette')} (aiohttp: web.run_app; stock = contrib aiohttp-server)",
         f"- machine: {m['nproc']} CPUs ({m['cpu_model']}), Linux {m['kernel']}, "
         f"load average before {' '.join(m['loadavg'])}",
         f"- server pinned to core 0, load generator and OTLP sink to core 1: {'yes' if m['pinned'] else 'NO'}",
@@ -327,15 +347,20 @@ def render(
             f"| {fmt(r['cpu_vs_bare'], '.2f')} | {fmt(r['spans_per_req'], '.2f')} "
             f"| {fmt(r['logs_per_req'], '.2f')} | {r['errors']} |"
         )
-    if versus:
+    for title, pairs in (
+        ("Kit ÷ stock (below 1: the kit is cheaper / faster):", versus),
+        ("Kit ÷ kit-base, the kit at the base revision (below 1: this revision is cheaper / faster):", versus_base),
+    ):
+        if not pairs:
+            continue
         lines += [
             "",
-            "Kit ÷ stock (below 1: the kit is cheaper / faster):",
+            title,
             "",
             "| scenario | CPU µs/req | overhead µs/req | req/s | p99 |",
             "|---|---:|---:|---:|---:|",
         ]
-        for v in versus:
+        for v in pairs:
             lines.append(
                 f"| {v['scenario']} | {fmt(v['cpu'], '.2f')} | {fmt(v['overhead'], '.2f')} "
                 f"| {fmt(v['rps'], '.2f')} | {fmt(v['p99'], '.2f')} |"
@@ -360,7 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "stock" in args.variants:
         print(f"stock distro venv: {args.stock_venv} (built once if missing) ...", flush=True)
         try:
-            stock_venv = ensure_stock_venv(args.kit_python, args.stock_venv, timeout=args.stock_build_timeout)
+            stock_venv = ensure_stock_venv(
+                args.kit_python, args.stock_venv, timeout=args.stock_build_timeout, framework=args.framework
+            )
         except StockUnavailableError as exc:
             if not args.smoke:
                 print(f"error: {exc}", file=sys.stderr)
@@ -368,7 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             skipped["stock"] = str(exc)
             args.variants.remove("stock")
             print(f"\n*** STOCK SKIPPED: {exc}\n*** this smoke run compares bare and kit only\n", flush=True)
-    variants = make_variants(args.kit_python, stock_venv)
+    variants = make_variants(args.kit_python, stock_venv, args.base_kit_python, args.framework)
+    if args.framework == "aiohttp":
+        EXPECTED_SPANS["stock"] = 1.0  # the contrib aiohttp-server makes only the server span
     wrk = None if args.load == "python" else find_wrk(install=not args.no_install)
     if args.load == "wrk" and wrk is None:
         print("error: wrk not found and could not be installed", file=sys.stderr)
@@ -386,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta: dict[str, Any] = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command,
+        "framework": args.framework,
         "machine": machine_info(),
         "interpreters": interpreters,
         "kit_revision": git_revision(),
@@ -426,12 +456,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta["machine"]["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
     rows = summarize(runs, args.scenarios, args.variants)
     versus = kit_vs_stock(rows)
+    versus_base = kit_vs_stock(rows, against="kit-base")
     problems, notes = checks(runs)
-    report = render(meta, rows, versus, problems, notes)
+    report = render(meta, rows, versus, problems, notes, versus_base)
     print("\n" + report)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / f"{args.name}.md").write_text(report)
-    result = {**meta, "summary": rows, "kit_vs_stock": versus, "problems": problems, "notes": notes}
+    result = {**meta, "summary": rows, "kit_vs_stock": versus, "kit_vs_base": versus_base, "problems": problems}
+    result["notes"] = notes
     (args.output_dir / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(f"written: {args.output_dir / (args.name + '.md')} and .json")
     return 1 if problems else 0

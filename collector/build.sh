@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# Build the otelcol-kit collector from builder-config.yaml with the
-# OpenTelemetry Collector Builder (OCB) and cache the binary under
-#   ${OTEL_ASGI_KIT_CACHE:-$HOME/.cache/otel-asgi-kit}/collector/<version>-<manifest hash>/otelcol-kit
+# Build the otelcol-kit collector from builder-config.yaml (or the OCB manifest
+# given as the only argument, e.g. collector/cloudwatch/builder-config.yaml)
+# with the OpenTelemetry Collector Builder (OCB) and cache the binary under
+#   ${OTEL_ASGI_KIT_CACHE:-$HOME/.cache/otel-asgi-kit}/collector/<version>-<manifest hash>/<dist.name>
+# A manifest's dist.output_path must be ./otelcol-kit-src.
 # A cached binary is reused as is. Progress goes to stderr; the last stdout
 # line is the binary's path, so callers can do bin="$(collector/build.sh | tail -n1)".
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-manifest="$here/builder-config.yaml"
+manifest="$(realpath "${1:-$here/builder-config.yaml}")"
 cache="${OTEL_ASGI_KIT_CACHE:-$HOME/.cache/otel-asgi-kit}"
 
 # OCB is released in lockstep with the collector, so the manifest's
 # dist.version also names the builder to use.
 version="$(awk '/^dist:/ {d = 1; next} /^[^ #]/ {d = 0} d && $1 == "version:" {print $2; exit}' "$manifest")"
-if [[ -z "$version" ]]; then
-  echo "build.sh: no dist.version in $manifest" >&2
+name="$(awk '/^dist:/ {d = 1; next} /^[^ #]/ {d = 0} d && $1 == "name:" {print $2; exit}' "$manifest")"
+if [[ -z "$version" || -z "$name" ]]; then
+  echo "build.sh: no dist.version or dist.name in $manifest" >&2
   exit 1
 fi
 if command -v sha256sum >/dev/null; then
@@ -23,7 +26,7 @@ else
   hash="$(shasum -a 256 "$manifest" | cut -c1-12)"
 fi
 out_dir="$cache/collector/$version-$hash"
-bin="$out_dir/otelcol-kit"
+bin="$out_dir/$name"
 
 if [[ -x "$bin" ]]; then
   echo "$bin"
@@ -65,11 +68,11 @@ fi
 work="$(mktemp -d "$cache/collector/build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 cp "$manifest" "$work/builder-config.yaml"
-echo "build.sh: building otelcol-kit v$version (takes minutes on a cold cache)" >&2
+echo "build.sh: building $name v$version (takes minutes on a cold cache)" >&2
 (cd "$work" && "$GOBIN/builder" --config builder-config.yaml) >&2
 
 mkdir -p "$out_dir"
 # Rename into place so no one ever runs a half-copied binary.
-mv "$work/otelcol-kit-src/otelcol-kit" "$out_dir/.otelcol-kit.tmp"
-mv -f "$out_dir/.otelcol-kit.tmp" "$bin"
+mv "$work/otelcol-kit-src/$name" "$out_dir/.$name.tmp"
+mv -f "$out_dir/.$name.tmp" "$bin"
 echo "$bin"

@@ -1,7 +1,8 @@
-"""Starlette: a route with a parameter, a mounted sub-app, a failing route."""
+"""Starlette: a route with a parameter, a mounted sub-app, a failing route, a loop-blocking route, a WebSocket."""
 
 import asyncio
 import logging
+import time
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,6 +24,13 @@ async def fail(request: Request) -> PlainTextResponse:
     raise RuntimeError("boom")
 
 
+async def block(request: Request) -> PlainTextResponse:
+    # A sync call in an async handler (the mistake the blocked-loop detector
+    # reports): every other request on this worker waits.
+    time.sleep(0.3)
+    return PlainTextResponse("done")
+
+
 async def health(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
@@ -38,6 +46,7 @@ app = Starlette(
     routes=[
         Route("/items/{item_id}", item),
         Route("/fail", fail),
+        Route("/block", block),
         Route("/healthz", health),
         Mount("/v1", app=v1),
         WebSocketRoute("/ws/{room}", echo),

@@ -13,12 +13,9 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import sys
-import sysconfig
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,26 +28,33 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
+from otel_asgi_kit import _state
 from otel_asgi_kit.admin import AdminServer, start_admin_server
-from otel_asgi_kit.asgi.middleware import Instrumentation
 from otel_asgi_kit.asgi.servers import install_server_hooks
 from otel_asgi_kit.asgi.unhooked import install as install_unhooked_checks
+from otel_asgi_kit.core.instrumentation import Instrumentation
 from otel_asgi_kit.executor_context import install_executor_context
-from otel_asgi_kit.export_health import ExportHealth, install_sdk_diagnostics
-from otel_asgi_kit.exporters import hide_secrets_in_sdk_warnings
+from otel_asgi_kit.export.health import ExportHealth, install_sdk_diagnostics
+from otel_asgi_kit.export.otlp import hide_secrets_in_sdk_warnings
 from otel_asgi_kit.failsafe import warn
-from otel_asgi_kit.lifecycle import BoundedShutdown
+from otel_asgi_kit.logs.file_handler import flush_log_files
 from otel_asgi_kit.logs.handlers import install_log_handlers, restore_log_handlers
 from otel_asgi_kit.loop_health import start_loop_health
-from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics, MetricsInjector
-from otel_asgi_kit.metrics.instruments import SCOPE_NAME, SCOPE_VERSION
+from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
+from otel_asgi_kit.metrics.injector import MetricsInjector
 from otel_asgi_kit.metrics.prometheus import MergedPrometheusReader
+from otel_asgi_kit.metrics.websocket_aggregator import WebSocketMetrics
 from otel_asgi_kit.pages import install_pages
+from otel_asgi_kit.pages.dashboard import install_dashboard
+from otel_asgi_kit.process_role import process_role
 from otel_asgi_kit.providers import build_logger_provider, build_meter_provider, build_tracer_provider
 from otel_asgi_kit.redaction import QueryRedactor, install_access_log_redaction
 from otel_asgi_kit.resource import build_resource
 from otel_asgi_kit.runtime_metrics import register_runtime_metrics
-from otel_asgi_kit.settings import OTEL_ASGI_KIT_METRICS_DIR, Settings, load_settings
+from otel_asgi_kit.settings import Settings, env_name, load_settings
+from otel_asgi_kit.shutdown import BoundedShutdown
+from otel_asgi_kit.spool import ProcessSpool
+from otel_asgi_kit.version import SCOPE_NAME, SCOPE_VERSION
 
 
 @dataclass(frozen=True)
@@ -75,32 +79,12 @@ def current_kit() -> Kit | None:
     return _kit
 
 
-_override: Instrumentation | None = None
-
-
-def current_instrumentation() -> Instrumentation | None:
-    """What the middleware records with: a test capture's, else this process's."""
-    if _override is not None:
-        return _override
-    return _kit.instrumentation if _kit is not None else None
-
-
-@contextmanager
-def use_instrumentation(instrumentation: Instrumentation) -> Iterator[None]:
-    """Make every kit middleware record with ``instrumentation`` (``otel_asgi_kit.testing`` uses it)."""
-    global _override
-    previous, _override = _override, instrumentation
-    try:
-        yield
-    finally:
-        _override = previous
-
-
 def configure(environ: Mapping[str, str] | None = None) -> Kit | None:
     """Set up traces, metrics and logs from the environment; a second call returns the first result.
 
-    Returns ``None`` when ``OTEL_SDK_DISABLED`` is true, and in a gunicorn
-    master, whose workers set themselves up after the fork.
+    Returns ``None`` when ``OTEL_SDK_DISABLED`` is true, in a server's
+    supervisor (its workers set themselves up) and in multiprocessing's
+    helper processes (``process_role``).
     """
     global _kit, _configured
     with _lock:
@@ -110,19 +94,23 @@ def configure(environ: Mapping[str, str] | None = None) -> Kit | None:
         settings = load_settings(os.environ if environ is None else environ)
         for problem in settings.problems:
             warn(problem)
-        if settings.sdk_disabled:
+        role = process_role()
+        if settings.sdk_disabled or role == "helper":
             return None
         hide_secrets_in_sdk_warnings()
         snapshot_dir, inherited = _metrics_dir(settings)
         resource = build_resource(settings)
-        if _is_prefork_master():
+        if role == "supervisor":
             install_log_handlers(settings, None)
             if settings.auto_instrument:
                 install_server_hooks(restore_log_handlers, _shutdown_current)
             _open_admin(settings, resource, snapshot_dir, None, inherited)
+            # gunicorn forks its workers: each builds its own providers right after the fork.
+            # uvicorn and hypercorn spawn theirs, which run configure() themselves.
             os.register_at_fork(after_in_child=lambda: _configure_worker(settings, snapshot_dir))
             return None
         _kit = _build(settings, resource, snapshot_dir, inherited)
+        _state.install(_kit.instrumentation)
     atexit.register(_kit.shutdown)
     return _kit
 
@@ -134,16 +122,8 @@ def _configure_worker(settings: Settings, snapshot_dir: Path | None) -> None:
         _admin.close_inherited()  # the master serves the admin port, not the worker
         _admin = None
     _kit = _build(settings, build_resource(settings), snapshot_dir, inherited=True)
+    _state.install(_kit.instrumentation)
     atexit.register(_kit.shutdown)
-
-
-def _is_prefork_master() -> bool:
-    program = sys.argv[0] if sys.argv else ""
-    if "gunicorn" in os.path.basename(program) or program.endswith(os.path.join("gunicorn", "__main__.py")):
-        return True
-    # Granian serves from worker processes only, even with one worker (threads on free-threaded builds).
-    is_granian = os.path.basename(program) == "granian" or program.endswith(os.path.join("granian", "__main__.py"))
-    return is_granian and not sysconfig.get_config_var("Py_GIL_DISABLED")
 
 
 def _metrics_dir(settings: Settings) -> tuple[Path | None, bool]:
@@ -156,14 +136,20 @@ def _metrics_dir(settings: Settings) -> tuple[Path | None, bool]:
         return path, True
     path = Path(tempfile.mkdtemp(prefix="otel-asgi-kit-metrics-"))
     # Workers started after this point (spawned or forked) inherit it and write there.
-    os.environ[OTEL_ASGI_KIT_METRICS_DIR.name] = str(path)
-    atexit.register(_remove_if_owner, path, os.getpid())
+    os.environ[env_name("metrics_dir")] = str(path)
+    _owned_dirs.append((path, os.getpid()))
+    atexit.register(_remove_owned_dirs)
     return path, False
 
 
-def _remove_if_owner(path: Path, owner_pid: int) -> None:
-    if os.getpid() == owner_pid:
-        shutil.rmtree(path, ignore_errors=True)
+_owned_dirs: list[tuple[Path, int]] = []
+
+
+def _remove_owned_dirs() -> None:
+    """The snapshot dir this process made, removed by the process that made it (never by a worker)."""
+    for path, owner in _owned_dirs:
+        if os.getpid() == owner:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _open_admin(
@@ -180,13 +166,24 @@ def _open_admin(
     MergedPrometheusReader(snapshot_dir, resource, registry, own_reader)
     # A worker whose parent already serves the port stays quiet about the clash.
     _admin = start_admin_server(
-        settings.admin_host, settings.admin_port, registry, quiet=inherited, token=settings.admin_token
+        settings.admin_host,
+        settings.admin_port,
+        registry,
+        quiet=inherited,
+        token=settings.admin_token or "",
+        pages_public=settings.pages_public,
     )
+    if _admin is not None and settings.pages:
+        # In the process that serves the port: it sums every worker's snapshot.
+        install_dashboard(snapshot_dir, settings.dashboard_interval_s, str(resource.attributes.get("service.name")))
 
 
 def _shutdown_current() -> None:
+    """At the end of the server's serve loop: flush, then clean up — the process may die by a
+    re-raised signal right after this, without atexit (uvicorn does that)."""
     if _kit is not None:
         _kit.shutdown()
+    _remove_owned_dirs()
 
 
 def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, inherited: bool) -> Kit:
@@ -195,16 +192,21 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
     # The SDK's self-metrics (drops, failed exports) bind through the global
     # meter provider, set just below, so they land on /metrics too.
     http_metrics = HttpServerMetrics(settings.duration_buckets)
-    meter_provider, snapshot_reader = build_meter_provider(
-        settings, resource, snapshot_dir, health, MetricsInjector(http_metrics, resource)
-    )
-    tracer_provider = build_tracer_provider(settings, resource, health)
-    logger_provider = build_logger_provider(settings, resource, health)
+    websocket_metrics = WebSocketMetrics()
+    inject = MetricsInjector(resource, http_metrics.collect, websocket_metrics.collect)
+    meter_provider, snapshot_reader = build_meter_provider(settings, resource, snapshot_dir, health, inject)
+    spool = ProcessSpool(settings.spool, settings.shutdown_timeout_s, health)
+    tracer_provider = build_tracer_provider(settings, resource, health, spool)
+    logger_provider = build_logger_provider(settings, resource, health, spool)
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
     set_logger_provider(logger_provider)
     instrumentation = Instrumentation(
-        settings, tracer_provider, meter_provider if settings.metrics_exporters else None, http_metrics
+        settings,
+        tracer_provider,
+        meter_provider if settings.metrics_exporters else None,
+        http_metrics,
+        websocket_metrics,
     )
     install_log_handlers(settings, logger_provider)
     if settings.runtime_metrics:
@@ -224,6 +226,7 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
             ("traces", tracer_provider.shutdown),
             ("logs", logger_provider.shutdown),
             ("metrics", meter_provider.shutdown),
+            ("log files", flush_log_files),
         ],
         settings.shutdown_timeout_s,
     )

@@ -12,10 +12,12 @@ import argparse
 import errno
 import http.client
 import importlib
+import logging
 import os
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, TextIO
@@ -46,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     doctor_parser = commands.add_parser("doctor", help="show the effective configuration and check it")
     doctor_parser.add_argument("app", nargs="?", help="the app as module:attribute, e.g. shop:app")
+    parser.add_argument("--version", action="version", version=f"otel-asgi-kit {__version__}")
     args = parser.parse_args(argv)
     return doctor(args.app, os.environ, sys.stdout)
 
@@ -89,7 +92,12 @@ def show_configuration(report: Report, settings: Settings, environ: Mapping[str,
     for var in VARS:
         source = settings.sources.get(var.name) or ("kit default" if var.kit_default else "default")
         value = shown_value(var, environ, source) or "-"
-        report.line(f"  {var.name:<{width}}  {value}  [{source}]")
+        if source == "rejected":
+            # The value in effect is the default; say what was refused.
+            given = settings.rejected.get(var.name, "?")
+            report.line(f"  {var.name:<{width}}  {value}  [rejected {given}; using the default]")
+        else:
+            report.line(f"  {var.name:<{width}}  {value}  [{source}]")
 
 
 def _exported_signals(settings: Settings) -> list[str]:
@@ -242,25 +250,36 @@ def show_servers(report: Report) -> None:
 
 def fast_paths() -> dict[str, bool]:
     """Whether the kit's shortcuts around the SDK apply to the installed SDK and exporter releases."""
-    from opentelemetry.sdk.trace import TracerProvider
+    from otel_asgi_kit.sdk.shortcuts import status
 
-    from otel_asgi_kit.asgi.server_span import ServerSpanStarter
-    from otel_asgi_kit.otlp.http_exporters import DirectLogExporter, DirectSpanExporter
+    return status()
 
-    span_exporter = DirectSpanExporter(endpoint="http://127.0.0.1:4318/v1/traces")
-    log_exporter = DirectLogExporter(endpoint="http://127.0.0.1:4318/v1/logs")
-    found = {
-        "server span start": ServerSpanStarter(TracerProvider().get_tracer("doctor")).fast,
-        "span encoding": span_exporter.direct,
-        "log encoding": log_exporter.direct,
-    }
-    span_exporter.shutdown()  # type: ignore[no-untyped-call]
-    log_exporter.shutdown()  # type: ignore[no-untyped-call]
-    return found
+
+@contextmanager
+def _sdk_messages() -> Iterator[list[str]]:
+    """What the SDK logs meanwhile, kept as lines for the report instead of landing amid its table."""
+    messages: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(f"{record.name}: {record.getMessage()}")
+
+    logger = logging.getLogger("opentelemetry")
+    keep, propagate = Keep(logging.WARNING), logger.propagate
+    logger.addHandler(keep)
+    logger.propagate = False
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(keep)
+        logger.propagate = propagate
 
 
 def show_fast_paths(report: Report) -> None:
-    found = fast_paths()
+    with _sdk_messages() as messages:
+        found = fast_paths()
+    for message in messages:
+        report.problem(f"the OpenTelemetry SDK said: {message}")
     slow = [name for name, on in found.items() if not on]
     report.line(f"\nFast paths: {'all on' if not slow else 'off for ' + ', '.join(slow)}")
     if slow:

@@ -13,16 +13,14 @@ import functools
 import sys
 from typing import Any
 
-_PATCHED = "__otel_asgi_kit_patched__"
+from otel_asgi_kit.patching import patch
 
 
 def _make(original: Any) -> Any:
-    @functools.wraps(original)
     def run_in_executor(self: Any, executor: Any, func: Any, *args: Any) -> Any:
         ctx = contextvars.copy_context()
         return original(self, executor, functools.partial(ctx.run, func), *args)
 
-    setattr(run_in_executor, _PATCHED, True)
     return run_in_executor
 
 
@@ -37,6 +35,4 @@ def install_executor_context() -> None:
     if uvloop is not None:
         loops.append(uvloop.Loop)
     for cls in loops:
-        current = cls.run_in_executor
-        if not getattr(current, _PATCHED, False):
-            cls.run_in_executor = _make(current)
+        patch(cls, "run_in_executor", _make)

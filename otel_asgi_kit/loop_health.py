@@ -7,8 +7,8 @@ could count as blocked (last heartbeat + threshold). If no heartbeat ran by
 then, the loop is blocked right now: the thread reads the loop thread's stack
 (``sys._current_frames``), waits for the next heartbeat to learn the duration
 and logs one warning on ``otel_asgi_kit.loop`` inside the trace of the request
-whose ``KitMiddleware.__call__`` frame is on that stack. The request path does
-nothing for any of this.
+the blocked task serves (``core.active`` maps tasks to their request's span).
+The request path does nothing else for any of this.
 
 The duration is the gap between two heartbeats, so it is at most one period
 (threshold / 2) longer than the block itself.
@@ -34,9 +34,10 @@ from opentelemetry import trace
 from opentelemetry.metrics import Meter, MeterProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext
 
+from otel_asgi_kit.core import active
 from otel_asgi_kit.failsafe import report_once
-from otel_asgi_kit.metrics.instruments import SCOPE_NAME, SCOPE_VERSION
 from otel_asgi_kit.settings import Settings
+from otel_asgi_kit.version import SCOPE_NAME, SCOPE_VERSION
 
 LOGGER_NAME = "otel_asgi_kit.loop"
 LAG_METRIC = "python.asyncio.event_loop.lag"
@@ -46,17 +47,10 @@ LAG_INTERVAL_S = 0.5  # heartbeat period when only the lag is measured
 _MIN_PERIOD_S = 0.01
 STILL_BLOCKED_S = 10.0  # a block this long is reported once while it lasts, then again when it ends
 
-# Frames that serve one request, and the local holding an object with ``.span``.
-_REQUEST_FRAMES: dict[CodeType, str] = {}
 _SELECTORS_FILE = selectors.__file__
 _HANDLE_RUN = asyncio.events.Handle._run.__code__
 
 logger = logging.getLogger(LOGGER_NAME)
-
-
-def register_request_frame(code: CodeType, local: str = "request") -> None:
-    """Let the watchdog find the trace of a blocked request in frames of ``code`` (``local.span``)."""
-    _REQUEST_FRAMES[code] = local
 
 
 class LoopHealth:
@@ -70,12 +64,6 @@ class LoopHealth:
         blocked_threshold_s: float = 0.1,
         lag_interval_s: float = LAG_INTERVAL_S,
     ) -> None:
-        # Imported here: the middleware itself may import this module.
-        from otel_asgi_kit.asgi.middleware import KitMiddleware
-        from otel_asgi_kit.asgi.websocket import traced_websocket
-
-        register_request_frame(KitMiddleware.__call__.__code__)
-        register_request_frame(traced_websocket.__code__, "conn")
         if blocked_threshold_s > 0:
             # Below two heartbeats an idle loop would look blocked between beats.
             blocked_threshold_s = max(blocked_threshold_s, 2 * _MIN_PERIOD_S)
@@ -240,7 +228,10 @@ class _LoopMonitor:
         if monotonic() - started <= self.health.threshold:
             return  # a heartbeat ran meanwhile
         frame = sys._current_frames().get(self.thread_id)
-        captured = self.beats == seen  # the stack was read while the loop was still blocked
+        loop = self.loop_ref()
+        span_context = active.span_context_on(loop) if loop is not None else None
+        del loop
+        captured = self.beats == seen  # stack and task were read while the loop was still blocked
         frames = self.frames_above_loop(frame) if captured and frame is not None else []
         del frame
         if captured and not frames:
@@ -248,7 +239,8 @@ class _LoopMonitor:
             # code; the process itself was not scheduled (CPU throttling, suspend).
             self.wait_for_beat(seen)
             return
-        span_context = _request_span_context(frames)
+        if not captured:
+            span_context = None
         stack = traceback.StackSummary.extract(((f, f.f_lineno) for f in reversed(frames)), lookup_lines=True)
         del frames
         if not self.wait_for_beat(seen, stack, span_context, started):
@@ -292,21 +284,6 @@ class _LoopMonitor:
         if all(x.f_code.co_filename == _SELECTORS_FILE for x in frames):
             return []
         return frames
-
-
-def _request_span_context(frames: list[FrameType]) -> SpanContext | None:
-    """The server span of the innermost request on the stack, read from the middleware's frame."""
-    for f in frames:
-        local = _REQUEST_FRAMES.get(f.f_code)
-        if local is None:
-            continue
-        holder: Any = f.f_locals.get(local)
-        span = getattr(holder, "span", None)
-        if span is not None:
-            ctx: SpanContext = span.get_span_context()
-            if ctx.is_valid:
-                return ctx
-    return None
 
 
 def _report(

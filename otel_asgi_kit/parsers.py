@@ -22,8 +22,6 @@ class InvalidValueError(ValueError):
         self.expected = expected
 
 
-Parser = Callable[[str], object]
-
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off", ""})
 
@@ -138,11 +136,6 @@ def parse_key_values(text: str) -> dict[str, str]:
             raise InvalidValueError("comma-separated key=value pairs")
         result[key] = unquote(value.strip())
     return result
-
-
-def parse_names(text: str) -> tuple[str, ...]:
-    """A comma-separated list of names (header names, patterns), lowercased."""
-    return tuple(dict.fromkeys(i.strip().lower() for i in text.split(",") if i.strip()))
 
 
 def parse_patterns(text: str) -> tuple[str, ...]:

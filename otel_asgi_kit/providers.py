@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
@@ -27,17 +27,18 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
-from otel_asgi_kit.export_health import (
+from otel_asgi_kit.export.health import (
     ExportHealth,
     ReportingLogExporter,
     ReportingMetricExporter,
     ReportingSpanExporter,
 )
-from otel_asgi_kit.exporters import otlp_exporter
-from otel_asgi_kit.logs.otlp_handler import DirectBatchLogRecordProcessor
-from otel_asgi_kit.metrics.http_aggregator import KitPeriodicReader
+from otel_asgi_kit.export.otlp import otlp_exporter
 from otel_asgi_kit.metrics.snapshots import SnapshotExporter
-from otel_asgi_kit.settings import BatchLimits, Settings
+from otel_asgi_kit.sdk.log_processor import DirectBatchLogRecordProcessor
+from otel_asgi_kit.sdk.periodic_reader import make_periodic_reader
+from otel_asgi_kit.settings import BatchLimits, OtlpTarget, Settings
+from otel_asgi_kit.spool import ProcessSpool
 
 _SDK_SELF_METRICS = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
 
@@ -77,6 +78,10 @@ def _batch_limits(limits: BatchLimits) -> _BatchKwargs:
     }
 
 
+def _spooled(spool: ProcessSpool | None, signal: str, target: OtlpTarget) -> dict[str, Any]:
+    return spool.exporter_kwargs(signal, target) if spool is not None else {}
+
+
 def build_sampler(settings: Settings) -> Sampler:
     name, arg = settings.sampler, settings.sampler_arg
     root: Sampler = {"always_on": ALWAYS_ON, "always_off": ALWAYS_OFF}.get(
@@ -85,14 +90,18 @@ def build_sampler(settings: Settings) -> Sampler:
     return ParentBased(root) if name.startswith("parentbased_") else root
 
 
-def build_tracer_provider(settings: Settings, resource: Resource, health: ExportHealth) -> TracerProvider:
+def build_tracer_provider(
+    settings: Settings, resource: Resource, health: ExportHealth, spool: ProcessSpool | None = None
+) -> TracerProvider:
     provider = TracerProvider(sampler=build_sampler(settings), resource=resource)
     limits = settings.span_batch
     for name in settings.traces_exporters:
         target = settings.otlp["traces"]
         with _self_metrics():
             exporter = (
-                ReportingSpanExporter(otlp_exporter("traces", target), health, target.endpoint)
+                ReportingSpanExporter(
+                    otlp_exporter("traces", target, **_spooled(spool, "traces", target)), health, target.endpoint
+                )
                 if name == "otlp"
                 else ConsoleSpanExporter()
             )
@@ -110,14 +119,14 @@ def build_meter_provider(
 ) -> tuple[MeterProvider, MetricReader | None]:
     """The provider, and the reader writing this process's Prometheus snapshot (if any).
 
-    ``inject`` adds the kit's own aggregates (``metrics.http_aggregator``) to every export.
+    ``inject`` adds the kit's own aggregates (``metrics.injector``) to every export.
     """
     readers: list[MetricReader] = []
     snapshot_reader: MetricReader | None = None
     for name in settings.metrics_exporters:
         if name == "prometheus" and snapshot_dir is not None:
             instance = str(resource.attributes.get("service.instance.id", "0"))
-            snapshot_reader = KitPeriodicReader(
+            snapshot_reader = make_periodic_reader(
                 SnapshotExporter(snapshot_dir, instance, inject),
                 export_interval_millis=settings.metrics_snapshot_interval_ms,
             )
@@ -131,7 +140,7 @@ def build_meter_provider(
                     else ConsoleMetricExporter()
                 )
             readers.append(
-                KitPeriodicReader(
+                make_periodic_reader(
                     exporter,
                     export_interval_millis=settings.metric_export_interval_ms,
                     export_timeout_millis=settings.metric_export_timeout_ms,
@@ -140,14 +149,18 @@ def build_meter_provider(
     return MeterProvider(metric_readers=readers, resource=resource), snapshot_reader
 
 
-def build_logger_provider(settings: Settings, resource: Resource, health: ExportHealth) -> LoggerProvider:
+def build_logger_provider(
+    settings: Settings, resource: Resource, health: ExportHealth, spool: ProcessSpool | None = None
+) -> LoggerProvider:
     provider = LoggerProvider(resource=resource)
     limits = settings.log_batch
     for name in settings.logs_exporters:
         target = settings.otlp["logs"]
         with _self_metrics():
             exporter = (
-                ReportingLogExporter(otlp_exporter("logs", target), health, target.endpoint)
+                ReportingLogExporter(
+                    otlp_exporter("logs", target, **_spooled(spool, "logs", target)), health, target.endpoint
+                )
                 if name == "otlp"
                 else ConsoleLogRecordExporter()
             )

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 
 REDACTED = "REDACTED"
+AIOHTTP_REQUEST_LINE = "first_request_line"  # aiohttp's access-log atom %r, e.g. "GET /a?b=c HTTP/1.1"
 
 DEFAULT_QUERY_PARAMS = (
     "token",
@@ -85,11 +86,22 @@ class AccessLogRedaction(logging.Filter):
                 for k, v in args.items()
             }
         elif isinstance(record.msg, str) and "?" in record.msg and not args:
+            # aiohttp: the line comes formatted, its atoms ride along as record attributes
             record.msg = self._redactor.redact_url(record.msg)
+            line = getattr(record, AIOHTTP_REQUEST_LINE, None)
+            if isinstance(line, str):
+                setattr(record, AIOHTTP_REQUEST_LINE, self._redactor.redact_url(line))
         return True
 
 
-ACCESS_LOGGERS = ("uvicorn.access", "hypercorn.access", "gunicorn.access", "granian.access", "daphne.access")
+ACCESS_LOGGERS = (
+    "uvicorn.access",
+    "hypercorn.access",
+    "gunicorn.access",
+    "granian.access",
+    "daphne.access",
+    "aiohttp.access",
+)
 
 
 def install_access_log_redaction(redactor: QueryRedactor) -> None:

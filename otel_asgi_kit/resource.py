@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.version import __version__ as sdk_version
 
-from otel_asgi_kit.settings import OTEL_SERVICE_NAME, Settings
+from otel_asgi_kit.settings import Settings, env_name
 from otel_asgi_kit.version import __version__
 
 
@@ -29,7 +29,7 @@ def build_resource(settings: Settings) -> Resource:
     }
     attributes.update(settings.resource_attributes)
     # OTEL_SERVICE_NAME wins over service.name in OTEL_RESOURCE_ATTRIBUTES (spec).
-    if settings.sources.get(OTEL_SERVICE_NAME.name) == "env" or "service.name" not in attributes:
+    if settings.sources.get(env_name("service_name")) == "env" or "service.name" not in attributes:
         attributes["service.name"] = settings.service_name
     # What differs per process: each worker is its own instance (built after a fork).
     attributes["service.instance.id"] = str(uuid.uuid4())

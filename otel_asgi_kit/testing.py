@@ -16,7 +16,7 @@ provider can be set once per process, so spans you start with
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -24,19 +24,19 @@ from typing import Any
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import DataPointT, InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import DataPointT, InMemoryMetricReader, Metric, MetricsData
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_asgi_kit.asgi.middleware import Instrumentation
-from otel_asgi_kit.bootstrap import use_instrumentation
+from otel_asgi_kit._state import use_instrumentation
+from otel_asgi_kit.core.instrumentation import Instrumentation
 from otel_asgi_kit.logs.otlp_handler import OtlpLogHandler
-from otel_asgi_kit.metrics.http_aggregator import MetricsInjector
+from otel_asgi_kit.metrics.injector import MetricsInjector
 from otel_asgi_kit.settings import load_settings
 
-__all__ = ["CapturedLog", "KitCapture", "capture_telemetry"]
+__all__ = ["CapturedLog", "KitCapture", "aggregates", "capture_telemetry", "points_of"]
 
 
 @dataclass(frozen=True)
@@ -93,16 +93,9 @@ class KitCapture:
     def metric_points(self, name: str) -> list[DataPointT]:
         """Current (cumulative) data points of the metric ``name``, as an exporter would get them."""
         data = self.metric_reader.get_metrics_data()
-        if self.instrumentation.http is not None:
-            # The per-request HTTP metrics are the kit's own aggregates, added at collection time.
-            data = MetricsInjector(self.instrumentation.http, self.resource)(data)
-        points: list[DataPointT] = []
-        for rm in data.resource_metrics if data is not None else ():
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if metric.name == name:
-                        points.extend(metric.data.data_points)
-        return points
+        # The per-request HTTP and WebSocket metrics are the kit's own aggregates, added at collection time.
+        data = MetricsInjector(self.resource, *aggregates(self.instrumentation))(data)
+        return points_of(data, name)
 
     def logs(self) -> list[CapturedLog]:
         """Log records written while the capture was active, oldest first."""
@@ -119,6 +112,27 @@ class KitCapture:
 
 
 _MISSING = object()
+
+
+def aggregates(instrumentation: Instrumentation) -> list[Callable[[], list[Metric]]]:
+    """The ``collect`` functions of the kit's own metric aggregates in ``instrumentation``."""
+    found: list[Callable[[], list[Metric]]] = []
+    if instrumentation.http is not None:
+        found.append(instrumentation.http.collect)
+    if instrumentation.websocket is not None:
+        found.append(instrumentation.websocket.collect)
+    return found
+
+
+def points_of(data: MetricsData | None, name: str) -> list[DataPointT]:
+    """Every data point of the metric ``name`` in ``data``."""
+    points: list[DataPointT] = []
+    for rm in data.resource_metrics if data is not None else ():
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == name:
+                    points.extend(metric.data.data_points)
+    return points
 
 
 def _captured(record: ReadableLogRecord) -> CapturedLog:

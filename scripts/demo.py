@@ -5,8 +5,10 @@
 Starts `opentelemetry-instrument uvicorn examples.starlette_app:app`, sends a
 little traffic, and shows what the kit produced: JSON log lines with trace ids
 on this terminal, the trace id in every response header, and the RED metrics
-scraped from the admin port. If a collector answers on localhost:4318, traces
-and logs also go there; otherwise OTLP export is switched off for the demo.
+scraped from the admin port, and the live dashboard's URL: while the demo
+waits, light traffic keeps its charts moving. Traces and logs go over OTLP to
+localhost:4318 exactly as in a real run; with no collector there they wait in
+the kit's spool and the demo says how to send them to one.
 """
 
 from __future__ import annotations
@@ -42,6 +44,19 @@ def get(url: str) -> tuple[int, dict[str, str], str]:
         return error.code, dict(error.headers), error.read().decode()
 
 
+def traffic(base: str, until: float) -> None:
+    """A few requests a second, some slow or failing, so the dashboard has something to draw."""
+    paths = ["/items/1", "/items/2", "/v1/items/3", "/items/4", "/nope", "/fail"]
+    i = 0
+    while time.monotonic() < until:
+        try:
+            get(base + paths[i % len(paths)])
+        except OSError:  # the app went away (Ctrl-C reaches it too): stop quietly
+            return
+        i += 1
+        time.sleep(0.2)
+
+
 def main() -> int:
     for port in (APP_PORT, ADMIN_PORT):
         if listening(port):
@@ -49,9 +64,7 @@ def main() -> int:
             return 1
     env = {**os.environ, "OTEL_SERVICE_NAME": os.environ.get("OTEL_SERVICE_NAME", "shop")}
     env["OTEL_EXPORTER_PROMETHEUS_PORT"] = str(ADMIN_PORT)
-    if not listening(4318):
-        env.setdefault("OTEL_TRACES_EXPORTER", "none")
-        env.setdefault("OTEL_LOGS_EXPORTER", "none")
+    collector = listening(4318) or bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
     cmd = [
         str(BIN / "opentelemetry-instrument"),
         str(BIN / "uvicorn"),
@@ -80,13 +93,19 @@ def main() -> int:
         for line in metrics.splitlines():
             if line.startswith("http_server_request_duration_seconds_count"):
                 print("   ", line)
-        print(
-            f"demo: recent, slowest and failed requests with their spans and log lines: "
-            f"http://127.0.0.1:{ADMIN_PORT}/kit/traces"
-        )
+        if not collector:
+            print(
+                "demo: no collector on localhost:4318: traces and logs wait in the kit's spool (one stderr line "
+                "said so); start one (docker compose up collector) or set OTEL_EXPORTER_OTLP_ENDPOINT to send them"
+            )
         if SECONDS > 0:
+            print(f"demo: live dashboard (rate, errors, latency per route): http://127.0.0.1:{ADMIN_PORT}/kit/")
+            print(
+                f"demo: recent, slowest and failed requests with their spans and log lines: "
+                f"http://127.0.0.1:{ADMIN_PORT}/kit/traces"
+            )
             print(f"demo: app on {base}, metrics on :{ADMIN_PORT}; stopping in {SECONDS:.0f}s (Ctrl-C to stop now)")
-            time.sleep(SECONDS)
+            traffic(base, time.monotonic() + SECONDS)
     except KeyboardInterrupt:
         pass
     finally:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -11,9 +13,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_asgi_kit.asgi.middleware import Instrumentation
-from otel_asgi_kit.metrics.http_aggregator import MetricsInjector
+from otel_asgi_kit.core.instrumentation import Instrumentation
+from otel_asgi_kit.metrics.injector import MetricsInjector
 from otel_asgi_kit.settings import load_settings
+from otel_asgi_kit.testing import aggregates, points_of
 from tests.support.otlp_receiver import OtlpReceiver
 
 
@@ -23,18 +26,10 @@ class Telemetry:
     metrics: InMemoryMetricReader
     instrumentation: Instrumentation
 
-    def points(self, name: str) -> list:
+    def points(self, name: str) -> list[Any]:
         """Points of ``name`` as an exporter would get them: the SDK's plus the kit's own aggregates."""
-        data = self.metrics.get_metrics_data()
-        if self.instrumentation.http is not None:
-            data = MetricsInjector(self.instrumentation.http, Resource({}))(data)
-        found = []
-        for rm in data.resource_metrics if data else []:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if metric.name == name:
-                        found.extend(metric.data.data_points)
-        return found
+        data = MetricsInjector(Resource({}), *aggregates(self.instrumentation))(self.metrics.get_metrics_data())
+        return points_of(data, name)
 
 
 def make_telemetry(env: dict[str, str] | None = None) -> Telemetry:
@@ -57,3 +52,14 @@ def receiver() -> Iterator[OtlpReceiver]:
     """A real OTLP/HTTP receiver on 127.0.0.1 for what a server process exports."""
     with OtlpReceiver() as rx:
         yield rx
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """In CI (``CI`` set) a skip is a failure: a real part that is missing there must not pass unseen."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("CI") and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, which must have every real part: {reason}"

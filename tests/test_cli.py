@@ -64,7 +64,7 @@ def test_clean_configuration_exits_zero(quiet_env: dict[str, str]) -> None:
 def test_a_changed_sdk_turns_fast_paths_off_and_says_so(
     quiet_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from otel_asgi_kit.asgi import server_span
+    from otel_asgi_kit.sdk import server_span
 
     monkeypatch.setattr(server_span, "_SPAN_FIELDS", server_span._SPAN_FIELDS | {"_a_new_sdk_field"})
     code, output = _run(quiet_env)

@@ -73,6 +73,36 @@ def test_access_log_fields() -> None:
     assert doc["client.address"] == "10.0.0.1"
 
 
+def test_aiohttp_access_log_fields_and_redaction() -> None:
+    """aiohttp's access record (atoms as attributes) gets method, path, status and client; the query is redacted."""
+    from otel_asgi_kit.redaction import AccessLogRedaction, QueryRedactor
+
+    record = _record('10.0.0.2 "GET /a?token=abc&b=1 HTTP/1.1" 200 12', name="aiohttp.access")
+    record.__dict__.update(
+        first_request_line="GET /a?token=abc&b=1 HTTP/1.1", response_status=200, remote_address="10.0.0.2"
+    )
+    AccessLogRedaction(QueryRedactor(["token"])).filter(record)
+    doc = json.loads(EcsJsonFormatter("shop").format(record))
+    assert doc["http.request.method"] == "GET"
+    assert doc["url.original"] == "/a?token=REDACTED&b=1"
+    assert doc["http.response.status_code"] == 200
+    assert doc["client.address"] == "10.0.0.2"
+    assert "abc" not in doc["message"]
+    assert "first_request_line" not in doc  # undotted atoms stay out of the document
+
+
+def test_route_to_root_keeps_a_logger_switched_off(clean_root: logging.Logger) -> None:
+    """gunicorn.access under aiohttp's worker: routed to the kit when gunicorn writes it, left off when it does not."""
+    handlers.install_log_handlers(load_settings({"OTEL_LOGS_EXPORTER": "none"}), None)
+    logger = logging.getLogger("kit.test.access")
+    logger.handlers, logger.propagate = [], False
+    handlers.route_to_root(logger.name)
+    assert (logger.handlers, logger.propagate) == ([], False)
+    logger.handlers = [logging.StreamHandler(sys.stderr)]
+    handlers.route_to_root(logger.name)
+    assert (logger.handlers, logger.propagate) == ([], True)
+
+
 @pytest.fixture
 def clean_root() -> Iterator[logging.Logger]:
     root = logging.getLogger()

@@ -316,3 +316,46 @@ def test_ensure_costs_little() -> None:
     finally:
         stop_loop_health()
     assert per_call < 2e-6, per_call
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_trace_of_a_blocked_websocket_connection(loop_kind: str, health: LoopHealth, captured: Captured) -> None:
+    """A WebSocket handler blocking the loop is reported in its connection's trace (found by task, not frames)."""
+    telemetry = make_telemetry()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        time.sleep(0.3)
+        await send({"type": "websocket.close", "code": 1000})
+
+    middleware = KitMiddleware(app, instrumentation=telemetry.instrumentation)
+    scope = {"type": "websocket", "path": "/ws", "scheme": "ws", "headers": []}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Any) -> None:
+        pass
+
+    async def body() -> None:
+        await middleware(scope, receive, send)
+
+    run(loop_kind, watched(health, body))
+    (span,) = telemetry.spans.get_finished_spans()
+    (line,) = captured.lines
+    assert span.name == "WS"
+    assert line["trace.id"] == format(span.context.trace_id, "032x")
+    assert line["span.id"] == format(span.context.span_id, "016x")
+
+
+def test_a_block_outside_any_request_has_no_trace(health: LoopHealth, captured: Captured) -> None:
+    """A callback blocking the loop outside a request is reported without trace fields."""
+
+    async def body() -> None:
+        asyncio.get_running_loop().call_soon(slow_callback)
+        await asyncio.sleep(0.35)
+
+    run("asyncio", watched(health, body))
+    (line,) = captured.lines
+    assert "trace.id" not in line

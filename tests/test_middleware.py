@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from otel_asgi_kit import failsafe
 from otel_asgi_kit.asgi.frameworks import install_framework_hooks
 from otel_asgi_kit.asgi.middleware import KitMiddleware
-from otel_asgi_kit.asgi.server_span import ServerSpanStarter
+from otel_asgi_kit.sdk.server_span import ServerSpanStarter
 from tests.conftest import Telemetry, make_telemetry
 
 

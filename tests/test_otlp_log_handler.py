@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -18,7 +20,9 @@ from opentelemetry.sdk._logs.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_asgi_kit.logs.otlp_handler import DirectBatchLogRecordProcessor, OtlpLogHandler
+from otel_asgi_kit.logs.otlp_handler import OtlpLogHandler
+from otel_asgi_kit.sdk.log_processor import DirectBatchLogRecordProcessor
+from tests.support.otlp_receiver import attrs
 
 
 def _log_everything(handler: logging.Handler) -> None:
@@ -103,3 +107,72 @@ def test_batch_processor_exports_detached_copies() -> None:
     assert all(len(r.log_record.context) == 0 for r in ours)  # no reference to the request's context
     _, stock = _through(BatchLogRecordProcessor)
     assert _decoded(ours) == _decoded(stock)
+
+
+def test_access_log_records_carry_http_attributes() -> None:
+    """uvicorn's access line becomes an OTLP record with method, URL, status and client as attributes."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/items/1?x=2", "1.1", 404), None,
+    )  # fmt: skip
+    OtlpLogHandler(provider).handle(record)
+    (exported,) = exporter.get_finished_logs()
+    attributes = dict(exported.log_record.attributes or {})
+    assert attributes["http.request.method"] == "GET"
+    assert attributes["http.response.status_code"] == 404
+    assert attributes["url.original"] == "/items/1?x=2"
+    assert attributes["client.address"] == "127.0.0.1"
+    provider.shutdown()
+
+
+_EXTRA_OBJECTS = """
+import enum, logging, sys
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from otel_asgi_kit.logs.otlp_handler import OtlpLogHandler
+
+class ASGIRequest:
+    def __str__(self): return "<ASGIRequest: GET '/fail'>"
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+exporter = InMemoryLogRecordExporter()
+provider = LoggerProvider()
+provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+handler = OtlpLogHandler(provider) if sys.argv[1] == "kit" else LoggingHandler(logger_provider=provider)
+logger = logging.getLogger("django.request")
+logger.propagate = False
+logger.addHandler(handler)
+logger.error("Internal Server Error: /fail", extra={
+    "status_code": 500, "request": ASGIRequest(), "level": Level.HIGH,
+    "nested": {"who": [ASGIRequest(), 1], 7: None}, "plain": ["a", "b"],
+})
+(record,) = exporter.get_finished_logs()
+print(encode_logs([record]).SerializeToString().hex())  # what the OTLP exporter sends
+"""
+
+
+@pytest.mark.parametrize("handler", ["kit", "stock"])
+def test_objects_in_extra_are_exported_as_text_without_sdk_warnings(handler: str) -> None:
+    """Django's request object in ``extra=`` reaches OTLP as its text; the kit's handler prints no SDK warning."""
+    run = subprocess.run([sys.executable, "-c", _EXTRA_OBJECTS, handler], capture_output=True, text=True, check=True)
+    sent = ExportLogsServiceRequest.FromString(bytes.fromhex(run.stdout))
+    attributes = attrs(sent.resource_logs[0].scope_logs[0].log_records[0].attributes)
+    assert attributes["request"] == "<ASGIRequest: GET '/fail'>"
+    assert attributes["status_code"] == 500
+    if handler == "stock":  # the warning this test guards against, as the SDK prints it
+        assert "Invalid type" in run.stderr and "ASGIRequest" in run.stderr
+        return
+    assert run.stderr == ""
+    assert attributes["level"] == 3
+    assert attributes["nested"] == {"who": ["<ASGIRequest: GET '/fail'>", 1], "7": None}
+    assert attributes["plain"] == ["a", "b"]

@@ -25,8 +25,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from otel_asgi_kit.otlp import wire
 from otel_asgi_kit.resource import StableResource
+from otel_asgi_kit.sdk import wire
 
 ODD_VALUES: dict[str, Any] = {
     "str": "plain",
@@ -179,13 +179,13 @@ def test_varint_matches_protobuf() -> None:
 
 def test_the_exporters_send_the_kit_bytes(receiver: Any) -> None:
     """On the installed exporter release the direct path is taken, and a real HTTP receiver decodes it."""
-    from otel_asgi_kit.exporters import otlp_exporter
+    from otel_asgi_kit.export.otlp import otlp_exporter
     from otel_asgi_kit.settings import load_settings
 
     settings = load_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
     spans = _spans()
     exporter = otlp_exporter("traces", settings.otlp["traces"])
-    assert exporter.direct, "the stock exporter changed: otel_asgi_kit.otlp.http_exporters no longer applies"
+    assert exporter.direct, "the stock exporter changed: otel_asgi_kit.sdk.otlp_http no longer applies"
     assert exporter.export(spans).name == "SUCCESS"
     assert receiver.received.raw == [encode_spans(spans).SerializePartialToString()]
     assert len(receiver.spans()) == len(spans)

@@ -22,7 +22,8 @@ from starlette.routing import Route
 
 from otel_asgi_kit import admin
 from otel_asgi_kit.asgi.frameworks import install_framework_hooks
-from otel_asgi_kit.asgi.middleware import Instrumentation, KitMiddleware
+from otel_asgi_kit.asgi.middleware import KitMiddleware
+from otel_asgi_kit.core.instrumentation import Instrumentation
 from otel_asgi_kit.pages import install_pages
 from otel_asgi_kit.pages.recorder import TraceLogBuffer, TraceRecorder
 from otel_asgi_kit.pages.render import page_handlers

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import otel_asgi_kit
-from otel_asgi_kit.bootstrap import current_instrumentation
+from otel_asgi_kit._state import current_instrumentation
 from otel_asgi_kit.testing import capture_telemetry
 
 pytest_plugins = ["pytester"]

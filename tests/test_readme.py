@@ -1,22 +1,43 @@
-"""The README is the front door: its table and commands match the code."""
+"""The README is the front door: small, its tables and commands match the code; the docs' tables too."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from otel_asgi_kit.reference import BEGIN, END, env_table
+from otel_asgi_kit.env_table import BEGIN, END, env_table
 from otel_asgi_kit.settings import VARS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
+METRICS = (ROOT / "docs" / "metrics.md").read_text()
 
 
 def test_env_table_matches_the_settings_source() -> None:
-    """The variable table between the markers is exactly what settings.VARS generates."""
-    section = README.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+    """The variable table in docs/configuration.md is exactly what the settings declarations generate."""
+    section = CONFIGURATION.split(BEGIN, 1)[1].split(END, 1)[0].strip()
     assert section == env_table()
     assert all(f"`{var.name}`" in section for var in VARS)
+
+
+def test_readme_variables_exist_with_their_defaults() -> None:
+    """Each variable the README's short table names is declared, with the default the README states."""
+    table = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in row.split("|")[1:-1]] for row in table.splitlines() if row.startswith("| `")]
+    declared = {v.name: v for v in VARS}
+    assert len(rows) >= 8
+    for name, default, _ in rows:
+        var = declared[name.strip("`")]
+        if default.startswith("`") and name != "`OTEL_EXPORTER_OTLP_ENDPOINT`":
+            assert default.strip("`") == var.default, name
+
+
+def test_readme_is_a_five_minute_read() -> None:
+    """The front door stays under 15 KB; the details live in docs/."""
+    assert len(README.encode()) < 15_000
+    for link in ("docs/configuration.md", "docs/architecture.md", "benchmarks/README.md", "docs/pipeline.md"):
+        assert link in README and (ROOT / link).exists()
 
 
 def test_ci_runs_the_readme_test_command() -> None:
@@ -29,7 +50,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_metric_names_in_the_readme_are_the_exposed_ones(tmp_path: Path) -> None:
-    """Every http_/websocket_ name the README lists is one the kit's /metrics path produces."""
+    """Every http_/websocket_ name docs/metrics.md lists is one the kit's /metrics path produces."""
     import asyncio
 
     import httpx
@@ -37,20 +58,24 @@ def test_metric_names_in_the_readme_are_the_exposed_ones(tmp_path: Path) -> None
     from opentelemetry.sdk.trace import TracerProvider
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from otel_asgi_kit.asgi.middleware import Instrumentation, KitMiddleware
-    from otel_asgi_kit.export_health import ExportHealth
-    from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics, MetricsInjector
+    from otel_asgi_kit.asgi.middleware import KitMiddleware
+    from otel_asgi_kit.core.instrumentation import Instrumentation
+    from otel_asgi_kit.export.health import ExportHealth
+    from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
+    from otel_asgi_kit.metrics.injector import MetricsInjector
     from otel_asgi_kit.metrics.prometheus import MergedPrometheusReader
+    from otel_asgi_kit.metrics.websocket_aggregator import WebSocketMetrics
     from otel_asgi_kit.providers import build_meter_provider
     from otel_asgi_kit.settings import load_settings
 
     settings = load_settings({})
     resource = Resource({"service.name": "readme"})
     http = HttpServerMetrics(settings.duration_buckets)
+    ws = WebSocketMetrics()
     meter_provider, own = build_meter_provider(
-        settings, resource, tmp_path, ExportHealth(), MetricsInjector(http, resource)
+        settings, resource, tmp_path, ExportHealth(), MetricsInjector(resource, http.collect, ws.collect)
     )
-    inst = Instrumentation(settings, TracerProvider(), meter_provider, http)
+    inst = Instrumentation(settings, TracerProvider(), meter_provider, http, ws)
     registry = CollectorRegistry()
     MergedPrometheusReader(tmp_path, resource, registry, own)
 
@@ -91,7 +116,7 @@ def test_metric_names_in_the_readme_are_the_exposed_ones(tmp_path: Path) -> None
 
     asyncio.run(run())
     exposed = generate_latest(registry).decode()
-    table = README.split("## Metrics", 1)[1].split("\n##", 1)[0]
+    table = METRICS.split("# Metrics", 1)[1].split("\n##", 1)[0]
     cells = [row.split("|")[1] for row in table.splitlines() if row.startswith("| `")]
     names = [name.strip("` ") for cell in cells for name in cell.split(",")]
     checked = [name for name in names if name.startswith(("http_", "websocket_"))]

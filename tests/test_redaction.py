@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from otel_asgi_kit.asgi.client import client_address
 from otel_asgi_kit.asgi.middleware import KitMiddleware
+from otel_asgi_kit.core.client_address import client_address
 from otel_asgi_kit.logs.ecs_json import EcsJsonFormatter
 from otel_asgi_kit.redaction import DEFAULT_QUERY_PARAMS, AccessLogRedaction, QueryRedactor
 from tests.conftest import make_telemetry

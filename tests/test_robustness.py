@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_asgi_kit.asgi.middleware import KitMiddleware
-from otel_asgi_kit.export_health import ExportHealth, ReportingSpanExporter
+from otel_asgi_kit.export.health import ExportHealth, ReportingSpanExporter
 from tests.conftest import make_telemetry
 
 TELEMETRY = make_telemetry({"OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST": ".*"})

@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from otel_asgi_kit.asgi.server_span import ServerSpan, ServerSpanStarter
+from otel_asgi_kit.sdk.server_span import ServerSpan, ServerSpanStarter
 
 
 class RecordOnly(Sampler):
@@ -181,7 +181,7 @@ def test_processors_see_start_and_end() -> None:
 
 def test_an_sdk_that_changed_gets_its_own_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """A constructor or internals the kit does not know: no error, the SDK's start_span as before."""
-    from otel_asgi_kit.asgi import server_span
+    from otel_asgi_kit.sdk import server_span
 
     def changed(self: Any, *args: Any, **kwargs: Any) -> None:
         raise TypeError("__init__() got an unexpected keyword argument 'trace_config'")

@@ -100,8 +100,9 @@ def test_kit_aggregates_are_written_even_when_the_sdk_has_nothing(tmp_path: Path
     """With no SDK instrument recorded, a tick still writes the kit's HTTP aggregates to the snapshot."""
     from opentelemetry.sdk.resources import Resource
 
-    from otel_asgi_kit.export_health import ExportHealth
-    from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics, MetricsInjector
+    from otel_asgi_kit.export.health import ExportHealth
+    from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
+    from otel_asgi_kit.metrics.injector import MetricsInjector
     from otel_asgi_kit.providers import build_meter_provider
     from otel_asgi_kit.settings import load_settings
 
@@ -109,7 +110,7 @@ def test_kit_aggregates_are_written_even_when_the_sdk_has_nothing(tmp_path: Path
     resource = Resource({"service.name": "t"})
     http = HttpServerMetrics(settings.duration_buckets)
     provider, reader = build_meter_provider(
-        settings, resource, tmp_path, ExportHealth(), MetricsInjector(http, resource)
+        settings, resource, tmp_path, ExportHealth(), MetricsInjector(resource, http.collect)
     )
     http.request_started("GET", "http")
     http.request_finished(("GET", "/a", 200, None, "http"), 0.01, None, 10, ("GET", "http"))

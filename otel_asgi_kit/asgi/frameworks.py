@@ -7,40 +7,33 @@ Each hook does a dict write per matched route; none re-matches anything.
 from __future__ import annotations
 
 import functools
+import inspect
+import operator
 import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from otel_asgi_kit.asgi import blacksheep, django, falcon
+from otel_asgi_kit.asgi.patches import HookUnavailableError, guarded, require
 from otel_asgi_kit.asgi.routes import ERROR_KEY, MOUNT_PREFIX_KEY, ROUTE_KEY
+from otel_asgi_kit.patching import patch
 from otel_asgi_kit.types import Receive, Scope, Send
 
-_PATCHED = "__otel_asgi_kit_patched__"
 _CONVERTER = re.compile(r"\{(\w+):[^}]*\}")
 
 
 def install_framework_hooks() -> None:
-    if "starlette.routing" in sys.modules:
-        _hook_starlette_mount()
-    if "quart.ctx" in sys.modules:
-        _hook_quart()
-    if "nexios.routing.router" in sys.modules:
-        _hook_nexios()
-    if "litestar.middleware._internal.exceptions.middleware" in sys.modules:
-        _hook_litestar()
-
-
-def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
-    original = getattr(owner, name)
-    if getattr(original, _PATCHED, False):
-        return
-    replacement = functools.wraps(original)(make(original))
-    setattr(replacement, _PATCHED, True)
-    setattr(owner, name, replacement)
+    """Each hook checks what it relies on; one that cannot install costs one stderr line, never the app."""
+    for module, lost, install in _HOOKS:
+        if module in sys.modules:
+            guarded(lost, install)
 
 
 def _hook_starlette_mount() -> None:
     from starlette.routing import Match, Mount
+
+    require(Mount, "matches", ("self", "scope"))
 
     def make(original: Any) -> Any:
         def matches(self: Any, scope: Scope) -> Any:
@@ -52,22 +45,36 @@ def _hook_starlette_mount() -> None:
 
         return matches
 
-    _patch(Mount, "matches", make)
+    patch(Mount, "matches", make)
 
 
 def _hook_quart() -> None:
-    from quart.ctx import _BaseRequestWebsocketContext
+    import quart.ctx
+
+    # Quart <= 0.22 routes in _BaseRequestWebsocketContext; 0.23 in AppContext, which
+    # holds the request (or websocket) as ``_request_websocket``.
+    owner = getattr(quart.ctx, "_BaseRequestWebsocketContext", None)
+    attribute = "request_websocket"
+    if owner is None:
+        owner, attribute = getattr(quart.ctx, "AppContext", None), "_request_websocket"
+    if owner is None:
+        raise HookUnavailableError("quart.ctx has neither _BaseRequestWebsocketContext nor AppContext")
+    require(owner, "match_request", ("self",))
+    if not (hasattr(owner, attribute) or attribute in inspect.signature(owner).parameters):
+        raise HookUnavailableError(f"quart.ctx.{owner.__name__} has no {attribute}")
+    current = operator.attrgetter(attribute)
 
     def make(original: Any) -> Any:
         def match_request(self: Any) -> None:
             original(self)
-            rule = self.request_websocket.url_rule
+            request = current(self)
+            rule = request.url_rule if request is not None else None
             if rule is not None:
-                self.request_websocket.scope[ROUTE_KEY] = _quart_template(rule.rule)
+                request.scope[ROUTE_KEY] = _quart_template(rule.rule)
 
         return match_request
 
-    _patch(_BaseRequestWebsocketContext, "match_request", make)
+    patch(owner, "match_request", make)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -86,6 +93,9 @@ def _hook_nexios() -> None:
     from nexios.routing.grouping import Group
     from nexios.routing.router import Route
     from nexios.routing.websocket import WebsocketRoute
+
+    for owner in (Route, WebsocketRoute, Group):
+        require(owner, "handle", ("self", "scope", "receive", "send"))
 
     def make_route(original: Any) -> Any:
         async def handle(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,9 +118,9 @@ def _hook_nexios() -> None:
 
         return handle
 
-    _patch(Route, "handle", make_route)
-    _patch(WebsocketRoute, "handle", make_route)
-    _patch(Group, "handle", make_group)
+    patch(Route, "handle", make_route)
+    patch(WebsocketRoute, "handle", make_route)
+    patch(Group, "handle", make_group)
 
 
 def _hook_litestar() -> None:
@@ -123,6 +133,9 @@ def _hook_litestar() -> None:
 
     from litestar.exceptions import HTTPException
     from litestar.middleware._internal.exceptions.middleware import ExceptionHandlerMiddleware
+
+    parameters = ("self", "litestar_app", "scope", "receive", "send", "exc")
+    require(ExceptionHandlerMiddleware, "handle_request_exception", parameters)
 
     def make(original: Any) -> Any:
         async def handle_request_exception(
@@ -141,4 +154,16 @@ def _hook_litestar() -> None:
 
         return handle_request_exception
 
-    _patch(ExceptionHandlerMiddleware, "handle_request_exception", make)
+    patch(ExceptionHandlerMiddleware, "handle_request_exception", make)
+
+
+# (module imported by the framework, what is lost if its hook fails, the hook)
+_HOOKS: tuple[tuple[str, str, Callable[[], None]], ...] = (
+    ("starlette.routing", "naming Starlette mount routes", _hook_starlette_mount),
+    ("quart.ctx", "naming Quart routes (spans get no http.route)", _hook_quart),
+    ("nexios.routing.router", "naming Nexios routes", _hook_nexios),
+    ("litestar.middleware._internal.exceptions.middleware", "recording Litestar's caught exceptions", _hook_litestar),
+    ("django.core.handlers.base", "hooking Django", django.install),
+    ("falcon.asgi", "hooking Falcon", falcon.install),
+    ("blacksheep.server.routing", "hooking BlackSheep", blacksheep.install),
+)

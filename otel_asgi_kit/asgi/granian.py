@@ -35,7 +35,7 @@ from opentelemetry import context, trace
 
 from otel_asgi_kit.asgi import unhooked
 from otel_asgi_kit.asgi.import_hooks import when_imported
-from otel_asgi_kit.asgi.middleware import SPAN_KEY
+from otel_asgi_kit.asgi.keys import SPAN_KEY
 from otel_asgi_kit.failsafe import warn as _warn
 
 _PATCHED = "__otel_asgi_kit_patched__"

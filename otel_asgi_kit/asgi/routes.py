@@ -9,12 +9,10 @@ usable, so ``frameworks`` hooks their routing to write ``ROUTE_KEY`` and
 
 from __future__ import annotations
 
+from otel_asgi_kit.asgi.keys import ERROR_KEY, MOUNT_PREFIX_KEY, ROUTE_KEY
 from otel_asgi_kit.types import Scope
 
-ROUTE_KEY = "otel_asgi_kit.route"
-MOUNT_PREFIX_KEY = "otel_asgi_kit.mount_prefix"
-# An exception a framework caught and answered with a 5xx (it never reaches the middleware).
-ERROR_KEY = "otel_asgi_kit.error"
+__all__ = ["ERROR_KEY", "MOUNT_PREFIX_KEY", "ROUTE_KEY", "route_template"]
 
 
 def route_template(scope: Scope, status: int) -> str | None:

@@ -15,14 +15,15 @@ import importlib.util
 from collections.abc import Callable
 from typing import Any
 
+from otel_asgi_kit.aiohttp.hooks import install_aiohttp_hooks
 from otel_asgi_kit.asgi import daphne, granian, unhooked
 from otel_asgi_kit.asgi.frameworks import install_framework_hooks
 from otel_asgi_kit.asgi.middleware import KitMiddleware
 from otel_asgi_kit.failsafe import report_once
 from otel_asgi_kit.loop_health import ensure_loop_monitor
+from otel_asgi_kit.patching import patch
 from otel_asgi_kit.types import ASGIApp
 
-_PATCHED = "__otel_asgi_kit_patched__"
 _GUNICORN_ADVICE = "the kit traces ASGI apps through uvicorn's worker: gunicorn -k uvicorn.workers.UvicornWorker"
 _on_server_exit: Callable[[], None] = lambda: None  # noqa: E731 - replaced at install
 
@@ -44,6 +45,7 @@ def install_server_hooks(after_logging_config: Callable[[], None], on_server_exi
         ("gunicorn", _hook_gunicorn),
         ("granian", functools.partial(granian.install, wrap_app=wrap_app, on_server_exit=on_server_exit)),
         ("daphne", functools.partial(daphne.install, wrap_app=wrap_app, on_server_exit=on_server_exit)),
+        ("aiohttp", lambda _: install_aiohttp_hooks(on_server_exit)),
     ):
         if importlib.util.find_spec(name) is None:
             continue
@@ -51,15 +53,6 @@ def install_server_hooks(after_logging_config: Callable[[], None], on_server_exi
             install(after_logging_config)
         except Exception as exc:  # an unknown server version must not stop the app
             report_once(f"hooking {name}", exc)
-
-
-def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
-    original = getattr(owner, name)
-    if getattr(original, _PATCHED, False):
-        return
-    replacement = functools.wraps(original)(make(original))
-    setattr(replacement, _PATCHED, True)
-    setattr(owner, name, replacement)
 
 
 def _hook_uvicorn(after_logging_config: Callable[[], None]) -> None:
@@ -96,9 +89,9 @@ def _hook_uvicorn(after_logging_config: Callable[[], None]) -> None:
 
     from uvicorn.server import Server
 
-    _patch(Config, "load", make_load)
-    _patch(Config, "configure_logging", make_configure_logging)
-    _patch(Server, "_serve", make_serve)
+    patch(Config, "load", make_load)
+    patch(Config, "configure_logging", make_configure_logging)
+    patch(Server, "_serve", make_serve)
 
 
 def _hook_hypercorn(after_logging_config: Callable[[], None]) -> None:
@@ -122,8 +115,8 @@ def _hook_hypercorn(after_logging_config: Callable[[], None]) -> None:
 
         return init
 
-    _patch(hypercorn.utils, "wrap_app", make_wrap)
-    _patch(hypercorn.logging.Logger, "__init__", make_logger_init)
+    patch(hypercorn.utils, "wrap_app", make_wrap)
+    patch(hypercorn.logging.Logger, "__init__", make_logger_init)
 
 
 def _hook_gunicorn(after_logging_config: Callable[[], None]) -> None:
@@ -139,4 +132,4 @@ def _hook_gunicorn(after_logging_config: Callable[[], None]) -> None:
 
         return setup
 
-    _patch(Logger, "setup", make_setup)
+    patch(Logger, "setup", make_setup)

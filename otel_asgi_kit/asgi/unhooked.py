@@ -28,7 +28,7 @@ from types import ModuleType
 from typing import Any
 
 from otel_asgi_kit.asgi.import_hooks import when_imported
-from otel_asgi_kit.asgi.middleware import SPAN_KEY
+from otel_asgi_kit.asgi.keys import SPAN_KEY
 from otel_asgi_kit.failsafe import warn
 from otel_asgi_kit.types import Receive, Scope, Send
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from opentelemetry import trace
 
-_ACCESS_LOGGERS = frozenset({"uvicorn.access"})
+from otel_asgi_kit.logs.access import ACCESS_LOGGERS, access_fields
+
 # A plain LogRecord has about 22 attributes; more means ``extra=`` fields to copy.
 _PLAIN_RECORD_SIZE = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) + 1
 _encode = json.JSONEncoder(default=str).encode  # one encoder, not one per record
@@ -43,7 +44,7 @@ class EcsJsonFormatter(logging.Formatter):
         doc: dict[str, Any] = {
             "@timestamp": self._timestamp(record.created),
             "log.level": record.levelname.lower(),
-            "message": record.getMessage(),
+            "message": record.getMessage().rstrip("\n"),  # uvicorn ends its error message in a newline
             "log.logger": record.name,
             "service.name": self._service_name,
         }
@@ -51,12 +52,10 @@ class EcsJsonFormatter(logging.Formatter):
         if ctx.is_valid:
             doc["trace.id"] = format(ctx.trace_id, "032x")
             doc["span.id"] = format(ctx.span_id, "016x")
-        if record.name in _ACCESS_LOGGERS and isinstance(record.args, tuple) and len(record.args) == 5:
-            client, method, path, _version, status = record.args
-            doc["client.address"] = str(client).rsplit(":", 1)[0]
-            doc["http.request.method"] = method
-            doc["url.original"] = path
-            doc["http.response.status_code"] = status
+        if record.name in ACCESS_LOGGERS:
+            access = access_fields(record)
+            if access is not None:
+                doc.update(access)
         if len(record.__dict__) > _PLAIN_RECORD_SIZE:
             # ECS-style ``extra={"event.category": ...}`` fields: dotted names only, so
             # the record's own attributes and helpers' private ones stay out.

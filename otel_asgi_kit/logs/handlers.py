@@ -1,6 +1,6 @@
 """Exactly one stdout handler and one OTLP handler on the root logger.
 
-Server and framework loggers (uvicorn, gunicorn, hypercorn, Litestar) are
+Server and framework loggers (uvicorn, gunicorn, hypercorn, aiohttp, Litestar) are
 routed to the root logger (``gunicorn.access`` is left as gunicorn set it:
 ``UvicornWorker`` copies its handlers to ``uvicorn.access``, which is routed
 when gunicorn writes an access log at all) so their lines — the access log included — get the
@@ -14,7 +14,6 @@ the OTLP handler is added.
 
 from __future__ import annotations
 
-import functools
 import logging
 import logging.config
 import sys
@@ -23,12 +22,14 @@ from typing import Any
 
 from opentelemetry.sdk._logs import LoggerProvider
 
+from otel_asgi_kit.failsafe import warn
 from otel_asgi_kit.logs.ecs_json import EcsJsonFormatter, TextFormatter
+from otel_asgi_kit.logs.file_handler import open_log_file
 from otel_asgi_kit.logs.otlp_handler import OtlpLogHandler
+from otel_asgi_kit.patching import patch
 from otel_asgi_kit.settings import Settings
 
 _MARK = "_otel_asgi_kit_handler"
-_PATCHED = "__otel_asgi_kit_patched__"
 ROUTED_LOGGERS = (
     "uvicorn",
     "uvicorn.error",
@@ -39,6 +40,9 @@ ROUTED_LOGGERS = (
     "_granian",
     "granian.access",
     "litestar",
+    "aiohttp.access",
+    "aiohttp.server",
+    "aiohttp.web",
 )
 # The exporters' own warnings must not feed back into the pipeline that is failing.
 _QUIET_LOGGERS = ("opentelemetry", "urllib3", "requests")
@@ -57,6 +61,9 @@ def install_log_handlers(settings: Settings, logger_provider: LoggerProvider | N
             EcsJsonFormatter(settings.service_name) if settings.log_format == "json" else TextFormatter()
         )
         _installed.append(stdout)
+    log_file = _open_log_file(settings) if settings.log_file else None
+    if log_file is not None:
+        _installed.append(log_file)
     if logger_provider is not None and settings.logs_exporters:
         otlp = OtlpLogHandler(logger_provider)
         otlp.addFilter(_not_from_exporters)
@@ -66,7 +73,18 @@ def install_log_handlers(settings: Settings, logger_provider: LoggerProvider | N
     logging.getLogger().setLevel(settings.log_level.upper())
     restore_log_handlers()
     for owner, name in ((logging.config, "dictConfig"), (logging.config, "fileConfig"), (logging, "basicConfig")):
-        _guard(owner, name)
+        patch(owner, name, _restoring)
+
+
+def _open_log_file(settings: Settings) -> logging.Handler | None:
+    try:
+        handler = open_log_file(settings.log_file or "", settings.log_file_max_bytes, settings.log_file_backups)
+    except OSError as exc:
+        warn(f"OTEL_ASGI_KIT_LOG_FILE={settings.log_file!r} cannot be opened ({exc}); logging without the file")
+        return None
+    # The same lines as stdout; with OTEL_ASGI_KIT_LOG_FORMAT=none the file still gets ECS JSON.
+    handler.setFormatter(TextFormatter() if settings.log_format == "text" else EcsJsonFormatter(settings.service_name))
+    return handler
 
 
 def add_root_handler(handler: logging.Handler) -> None:
@@ -102,6 +120,21 @@ def restore_log_handlers() -> None:
             logger.propagate = True
 
 
+def route_to_root(name: str) -> None:
+    """Route one more logger to the kit's handlers, unless switched off on purpose (no handler, no propagation).
+
+    For a logger a server picks at run time: aiohttp's gunicorn worker writes its access log
+    on ``gunicorn.access``, which stays gunicorn's under every other worker.
+    """
+    settings = _settings
+    if settings is None or settings.log_format == "none":
+        return
+    logger = logging.getLogger(name)
+    if logger.handlers or logger.propagate:
+        logger.handlers = []
+        logger.propagate = True
+
+
 def _prints_to_console(handler: logging.Handler) -> bool:
     if getattr(handler, _MARK, False):
         return False
@@ -115,17 +148,11 @@ def _not_from_exporters(record: logging.LogRecord) -> bool:
     return not record.name.startswith(_QUIET_LOGGERS)
 
 
-def _guard(owner: Any, name: str) -> None:
-    original: Callable[..., Any] = getattr(owner, name)
-    if getattr(original, _PATCHED, False):
-        return
-
-    @functools.wraps(original)
+def _restoring(original: Callable[..., Any]) -> Callable[..., Any]:
     def configure_then_restore(*args: Any, **kwargs: Any) -> Any:
         try:
             return original(*args, **kwargs)
         finally:
             restore_log_handlers()
 
-    setattr(configure_then_restore, _PATCHED, True)
-    setattr(owner, name, configure_then_restore)
+    return configure_then_restore

@@ -13,11 +13,7 @@ that used to be repeated per record is done once or skipped:
 The record is then emitted to the SDK ``Logger``, so every log record
 processor of the provider sees it as before.
 
-``DirectBatchLogRecordProcessor`` is the SDK's ``BatchLogRecordProcessor``.
-Its ``on_emit`` detaches the record from its context with a plain attribute
-copy, not ``copy.copy`` (which goes through ``__reduce_ex__``). This uses the
-stock processor's private ``_batch_processor``. When that is missing, the
-stock ``on_emit`` runs.
+The batch processor that follows is ``otel_asgi_kit.sdk.log_processor``.
 """
 
 from __future__ import annotations
@@ -29,13 +25,12 @@ from time import time_ns
 from typing import Any
 
 from opentelemetry._logs import LogRecord, SeverityNumber
-from opentelemetry.context import Context, get_current
+from opentelemetry.context import get_current
 from opentelemetry.instrumentation.log_utils import std_to_otel
-from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord, ReadWriteLogRecord
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk._logs import LoggerProvider
 
 from otel_asgi_kit.failsafe import report_once
+from otel_asgi_kit.logs.access import ACCESS_LOGGERS, access_fields
 
 _PLAIN = vars(logging.LogRecord("", 0, "", 0, "", (), None))
 # A record's own fields (and what formatters add) are not attributes; extra= fields are.
@@ -45,7 +40,30 @@ _SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 _EVENT_NAME = "otel.event.name"
 _EVENT_NAME_DEPRECATED = "event.name"
 _MAX_LOGGERS = 1024
-_EMPTY_CONTEXT = Context()
+_PRIMITIVE = frozenset({str, int, float, bool, bytes, type(None)})
+_MAX_DEPTH = 4
+
+
+def _attribute_value(value: Any, depth: int) -> Any:
+    """An OTel attribute value for an ``extra=`` value: objects (Django puts its request there) become ``str``.
+
+    The SDK would convert them too, but with a warning per record on stderr.
+    """
+    if isinstance(value, (str, int, float, bytes)):  # incl. subclasses such as enums
+        return value
+    if depth < _MAX_DEPTH:
+        if isinstance(value, (list, tuple)):
+            return [v if type(v) in _PRIMITIVE else _attribute_value(v, depth + 1) for v in value]
+        if isinstance(value, dict):
+            return {
+                str(k): v if type(v) in _PRIMITIVE else _attribute_value(v, depth + 1)
+                for k, v in value.items()
+                if k != ""
+            }
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
 
 
 class OtlpLogHandler(logging.Handler):
@@ -82,11 +100,19 @@ class OtlpLogHandler(logging.Handler):
         attributes: dict[str, Any] = {}
         event_name = None
         if len(fields) > _PLAIN_SIZE:
-            attributes = {k: v for k, v in fields.items() if k not in _RESERVED}
+            attributes = {
+                k: v if type(v) in _PRIMITIVE else _attribute_value(v, 0)
+                for k, v in fields.items()
+                if k not in _RESERVED
+            }
             event_name = attributes.pop(_EVENT_NAME, None)
             deprecated = attributes.pop(_EVENT_NAME_DEPRECATED, None)
             if event_name is None:
                 event_name = deprecated
+        if record.name in ACCESS_LOGGERS:
+            access = access_fields(record)
+            if access is not None:
+                attributes = {**attributes, **access}
         if record.exc_info:
             exc_type, exc, tb = record.exc_info
             if exc_type is not None:
@@ -108,25 +134,4 @@ class OtlpLogHandler(logging.Handler):
             body=self.format(record) if self.formatter else record.getMessage(),
             attributes=attributes,
             event_name=event_name,
-        )
-
-
-class DirectBatchLogRecordProcessor(BatchLogRecordProcessor):
-    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        batch = getattr(self, "_batch_processor", None)
-        record = log_record.log_record
-        if batch is None or not hasattr(record, "__dict__"):
-            super().on_emit(log_record)
-            return
-        # A shallow copy without the context (which may hold large objects), as the SDK does.
-        detached = object.__new__(type(record))
-        detached.__dict__.update(record.__dict__)
-        detached.context = _EMPTY_CONTEXT
-        batch.emit(
-            ReadableLogRecord(
-                log_record=detached,
-                resource=log_record.resource if log_record.resource is not None else Resource.create({}),
-                instrumentation_scope=log_record.instrumentation_scope,
-                limits=log_record.limits,
-            )
         )

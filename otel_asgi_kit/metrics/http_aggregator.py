@@ -7,9 +7,14 @@ attribute set that the middleware already caches as a tuple, so the kit
 keeps them in plain cumulative counters keyed by that tuple (a dict lookup,
 a ``bisect`` and a few additions per request) and hands them to the
 exporters as ordinary OTel ``Metric`` objects at collection time, next to
-what the SDK collected (``MetricsInjector``). The result on the wire is the
+what the SDK collected (``metrics.injector``). The result on the wire is the
 same as the SDK's cumulative aggregation; delta temporality is not offered
 for these four.
+
+The duration histogram also keeps, per bucket, the last sampled request that
+fell into it (its span context, value and end time): an exemplar, stored as
+one tuple in the bucket's slot, so ``/metrics`` in OpenMetrics form can link
+a latency bucket to a trace (``metrics.openmetrics``).
 """
 
 from __future__ import annotations
@@ -18,32 +23,32 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any
 
+from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
-    Histogram,
     HistogramDataPoint,
     Metric,
-    MetricsData,
     NumberDataPoint,
-    PeriodicExportingMetricReader,
-    ResourceMetrics,
-    ScopeMetrics,
     Sum,
 )
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.sdk.metrics.export import (
+    Histogram as HistogramData,
+)
+from opentelemetry.trace import SpanContext
 
-from otel_asgi_kit.metrics.instruments import BYTE_BUCKETS, SCOPE_NAME, SCOPE_VERSION
+from otel_asgi_kit.metrics.instruments import BYTE_BUCKETS
 
 # method, route, status, error type, scheme
 Key = tuple[str, str | None, int, str | None, str]
 
 
-class _Histogram:
-    __slots__ = ("bounds", "buckets", "max", "min", "sum")
+# value, span context of a sampled request, its end time (ns; 0: unknown)
+ExemplarSlot = tuple[float, SpanContext, int]
+
+
+class Histogram:
+    __slots__ = ("bounds", "buckets", "exemplars", "max", "min", "sum")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = bounds
@@ -51,6 +56,21 @@ class _Histogram:
         self.sum = 0.0
         self.min = float("inf")
         self.max = float("-inf")
+        self.exemplars: list[ExemplarSlot | None] | None = None  # made on the first sampled request
+
+    def record_sampled(self, value: float, span_context: SpanContext, end_ns: int) -> None:
+        """``record``, keeping the request as its bucket's exemplar."""
+        index = bisect_left(self.bounds, value)
+        self.buckets[index] += 1
+        self.sum += value
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        exemplars = self.exemplars
+        if exemplars is None:
+            exemplars = self.exemplars = [None] * len(self.buckets)
+        exemplars[index] = (value, span_context, end_ns)
 
     def record(self, value: float) -> None:
         # bisect_left: a value equal to a bound belongs to that bound's bucket (le).
@@ -73,7 +93,15 @@ class _Histogram:
             explicit_bounds=list(self.bounds),
             min=self.min,
             max=self.max,
+            exemplars=self._exemplars(now) if self.exemplars is not None else [],
         )
+
+    def _exemplars(self, now: int) -> list[Exemplar]:
+        return [
+            Exemplar({}, slot[0], slot[2] or now, slot[1].span_id, slot[1].trace_id)
+            for slot in list(self.exemplars or ())
+            if slot is not None
+        ]
 
 
 class _Series:
@@ -81,9 +109,9 @@ class _Series:
 
     def __init__(self, attributes: dict[str, str | int], duration: Sequence[float]) -> None:
         self.attributes = attributes
-        self.duration = _Histogram(duration)
-        self.request_size = _Histogram(BYTE_BUCKETS)
-        self.response_size = _Histogram(BYTE_BUCKETS)
+        self.duration = Histogram(duration)
+        self.request_size = Histogram(BYTE_BUCKETS)
+        self.response_size = Histogram(BYTE_BUCKETS)
 
 
 class HttpServerMetrics:
@@ -108,12 +136,18 @@ class HttpServerMetrics:
         request_bytes: int | None,
         response_bytes: int,
         active_key: tuple[str, str],
+        sampled: SpanContext | None = None,
+        end_ns: int = 0,
     ) -> None:
+        """``sampled``: the span context of a sampled request, kept as its bucket's exemplar."""
         self._active[active_key] = self._active.get(active_key, 0) - 1
         series = self._series.get(key)
         if series is None:
             series = self._new_series(key)
-        series.duration.record(duration_s)
+        if sampled is None:
+            series.duration.record(duration_s)
+        else:
+            series.duration.record_sampled(duration_s, sampled, end_ns)
         series.response_size.record(response_bytes)
         if request_bytes is not None:
             series.request_size.record(request_bytes)
@@ -159,7 +193,7 @@ class HttpServerMetrics:
                 "http.server.request.duration",
                 "Duration of HTTP server requests.",
                 "s",
-                Histogram([s.duration.point(s.attributes, start, now) for s in series], temporality),
+                HistogramData([s.duration.point(s.attributes, start, now) for s in series], temporality),
             ),
             Metric(
                 "http.server.active_requests",
@@ -171,7 +205,7 @@ class HttpServerMetrics:
                 "http.server.response.body.size",
                 "Size of HTTP server response bodies.",
                 "By",
-                Histogram([s.response_size.point(s.attributes, start, now) for s in series], temporality),
+                HistogramData([s.response_size.point(s.attributes, start, now) for s in series], temporality),
             ),
         ]
         sized = [s for s in series if sum(s.request_size.buckets)]
@@ -181,48 +215,7 @@ class HttpServerMetrics:
                     "http.server.request.body.size",
                     "Size of HTTP server request bodies.",
                     "By",
-                    Histogram([s.request_size.point(s.attributes, start, now) for s in sized], temporality),
+                    HistogramData([s.request_size.point(s.attributes, start, now) for s in sized], temporality),
                 )
             )
         return metrics
-
-
-_SCOPE = InstrumentationScope(SCOPE_NAME, SCOPE_VERSION)
-
-
-class MetricsInjector:
-    """Adds the kit's own aggregates to what the SDK collected, before an exporter sees it."""
-
-    def __init__(self, http: HttpServerMetrics, resource: Resource) -> None:
-        self._http = http
-        self._resource = resource
-
-    def __call__(self, data: MetricsData | None) -> MetricsData:
-        metrics = self._http.collect()
-        if not metrics:
-            return data if data is not None else MetricsData([])
-        ours = ScopeMetrics(_SCOPE, metrics, "")
-        if data is None or not data.resource_metrics:
-            return MetricsData([ResourceMetrics(self._resource, [ours], "")])
-        first, *rest = data.resource_metrics
-        return MetricsData([replace(first, scope_metrics=[*first.scope_metrics, ours]), *rest])
-
-
-class KitPeriodicReader(PeriodicExportingMetricReader):
-    """A periodic reader that exports on every tick, even when the SDK itself collected nothing.
-
-    The SDK skips the export when none of its own instruments has data, which
-    would also skip the kit's aggregates that the exporters add (``inject``).
-    """
-
-    _received = False
-
-    def collect(self, timeout_millis: float = 10_000) -> None:  # type: ignore[misc]
-        self._received = False
-        super().collect(timeout_millis)
-        if not self._received and self._collect is not None:
-            self._receive_metrics(MetricsData([]), timeout_millis)
-
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        self._received = True
-        super()._receive_metrics(metrics_data, timeout_millis, **kwargs)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from opentelemetry.metrics import Meter
 
-from otel_asgi_kit.version import __version__
-
 BYTE_BUCKETS = (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 
 
@@ -25,35 +23,4 @@ class HttpServerInstruments:
         )
 
 
-SCOPE_NAME = "otel_asgi_kit"
-SCOPE_VERSION = __version__
-
-
 CONNECTION_BUCKETS = (0.1, 1, 5, 15, 30, 60, 300, 600, 1800, 3600)
-
-
-class WebSocketInstruments:
-    """Per connection: active count, duration, and message/byte totals by direction (recorded at close)."""
-
-    def __init__(self, meter: Meter) -> None:
-        self.active = meter.create_up_down_counter(
-            "websocket.server.active_connections",
-            unit="{connection}",
-            description="Open WebSocket connections.",
-        )
-        self.duration = meter.create_histogram(
-            "websocket.server.connection.duration",
-            unit="s",
-            description="How long WebSocket connections stayed open.",
-            explicit_bucket_boundaries_advisory=list(CONNECTION_BUCKETS),
-        )
-        self.messages = meter.create_counter(
-            "websocket.server.messages",
-            unit="{message}",
-            description="WebSocket messages, by direction.",
-        )
-        self.bytes = meter.create_counter(
-            "websocket.server.message.bytes",
-            unit="By",
-            description="WebSocket message payload bytes, by direction.",
-        )

@@ -11,13 +11,20 @@ goes backwards: on the next scrape its monotonic points (counters and
 histograms) are folded into ``archive.json`` and its file removed, while its
 non-monotonic points (active requests) are dropped — a dead process has no
 requests in flight.
+
+Histogram exemplars travel along (``[value, time_ns, trace_id, span_id]``);
+the sum keeps, per bucket, the newest exemplar of any process. Merging is
+serialised by a lock: a scrape and the dashboard's sampler may merge at the
+same moment, and only one of them may fold a dead worker into the archive.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +32,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics import (
     Counter,
+    Exemplar,
     ObservableCounter,
     ObservableGauge,
     ObservableUpDownCounter,
@@ -49,6 +57,7 @@ from opentelemetry.sdk.metrics.export import (
 from otel_asgi_kit.failsafe import report_once
 
 ARCHIVE = "archive.json"
+_merge_lock = threading.Lock()
 _CUMULATIVE = {
     kind: AggregationTemporality.CUMULATIVE
     for kind in (
@@ -130,6 +139,7 @@ def _to_json(metrics_data: MetricsData) -> list[dict[str, Any]]:
                             "buckets": list(p.bucket_counts),
                             "min": p.min,
                             "max": p.max,
+                            **({"exemplars": [_exemplar_json(e) for e in p.exemplars]} if p.exemplars else {}),
                         }
                         for p in data.data_points
                     ]
@@ -145,6 +155,10 @@ def _to_json(metrics_data: MetricsData) -> list[dict[str, Any]]:
     return out
 
 
+def _exemplar_json(e: Exemplar) -> list[Any]:
+    return [e.value, e.time_unix_nano, f"{e.trace_id or 0:032x}", f"{e.span_id or 0:016x}"]
+
+
 @dataclass
 class _Point:
     value: float = 0
@@ -154,6 +168,17 @@ class _Point:
     buckets: list[int] = field(default_factory=list)
     min: float = float("inf")
     max: float = float("-inf")
+    exemplars: dict[int, list[Any]] = field(default_factory=dict)  # bucket index: the newest exemplar
+
+    def add_exemplars(self, exemplars: list[list[Any]]) -> None:
+        for exemplar in exemplars:
+            index = bisect_left(self.bounds, exemplar[0])
+            kept = self.exemplars.get(index)
+            if kept is None or kept[1] < exemplar[1]:
+                self.exemplars[index] = exemplar
+
+    def exemplar_list(self) -> list[list[Any]]:
+        return [self.exemplars[i] for i in sorted(self.exemplars)]
 
 
 @dataclass
@@ -181,6 +206,8 @@ class Merged:
                     point.sum += p["sum"]
                     point.min = min(point.min, p["min"])
                     point.max = max(point.max, p["max"])
+                    if "exemplars" in p:
+                        point.add_exemplars(p["exemplars"])
                 elif m["kind"] == "gauge":
                     point.value = p["value"]  # last one read; gauges are not summed
                 else:
@@ -202,6 +229,7 @@ class Merged:
                             "buckets": p.buckets,
                             "min": p.min,
                             "max": p.max,
+                            **({"exemplars": p.exemplar_list()} if p.exemplars else {}),
                         }
                     )
                 else:
@@ -235,6 +263,10 @@ class Merged:
                             explicit_bounds=p.bounds,
                             min=p.min,
                             max=p.max,
+                            exemplars=[
+                                Exemplar({}, value, ts, int(span, 16), int(trace, 16))
+                                for value, ts, trace, span in p.exemplar_list()
+                            ],
                         )
                         for labels, p in series.items()
                     ],
@@ -269,6 +301,11 @@ def _alive(pid: int) -> bool:
 
 def merge_directory(directory: Path) -> Merged:
     """Sum every snapshot; fold the files of dead processes into the archive first."""
+    with _merge_lock:
+        return _merge(directory)
+
+
+def _merge(directory: Path) -> Merged:
     merged = Merged()
     archive_path = directory / ARCHIVE
     archive = _read(archive_path)

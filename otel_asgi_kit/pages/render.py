@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
+from otel_asgi_kit.pages.filters import apply, parse_filter
 from otel_asgi_kit.pages.recorder import LogLine, Snapshot, TraceLogBuffer, TraceRecorder, duration_ns, is_failed
 
 Page = Callable[[str], tuple[int, str, bytes]]
@@ -51,7 +52,14 @@ def page_handlers(recorder: TraceRecorder, logs: TraceLogBuffer, service: str) -
     def html_page(query: str) -> tuple[int, str, bytes]:
         trace_id = _trace_param(query)
         if trace_id is None:
-            return 200, HTML, render_index(recorder.snapshot(), service).encode()
+            try:
+                keep = parse_filter(query)
+            except ValueError as exc:
+                return 400, "text/plain; charset=utf-8", f"{exc}\n".encode()
+            snapshot = recorder.snapshot()
+            if not keep.active:
+                return 200, HTML, render_index(snapshot, service).encode()
+            return 200, HTML, render_index(apply(snapshot, keep), service, keep.describe()).encode()
         spans = recorder.trace(trace_id)
         status = 200 if spans else 404
         return status, HTML, render_trace(trace_id, spans, logs.lines(trace_id), service).encode()
@@ -59,7 +67,11 @@ def page_handlers(recorder: TraceRecorder, logs: TraceLogBuffer, service: str) -
     def json_page(query: str) -> tuple[int, str, bytes]:
         trace_id = _trace_param(query)
         if trace_id is None:
-            return 200, JSON, _dumps(index_json(recorder.snapshot(), service))
+            try:
+                keep = parse_filter(query)
+            except ValueError as exc:
+                return 400, JSON, _dumps({"error": str(exc)})
+            return 200, JSON, _dumps(index_json(apply(recorder.snapshot(), keep), service))
         spans = recorder.trace(trace_id)
         return (200 if spans else 404), JSON, _dumps(trace_json(trace_id, spans, logs.lines(trace_id)))
 
@@ -148,13 +160,16 @@ def trace_json(trace_id: int, spans: list[ReadableSpan], lines: list[LogLine]) -
 # -- HTML -------------------------------------------------------------------
 
 
-def render_index(snapshot: Snapshot, service: str) -> str:
+def render_index(snapshot: Snapshot, service: str, filtered: str = "") -> str:
     parts = [
         _head(f"Traces · {service}"),
         f"<h1>Traces</h1><p class=meta>service <b>{escape(service)}</b> · pid {os.getpid()} · "
         f"since {escape(_iso(snapshot.started_ns))} · this process only</p>",
         '<nav><a href="#routes">Routes</a><a href="#recent">Recent</a><a href="#failed">Failed</a>'
-        '<a href="traces.json">JSON</a></nav>',
+        '<a href="traces.json">JSON</a><a href="dashboard">Dashboard</a></nav>',
+        f'<p class=filter>Held requests matching: <b>{escape(filtered)}</b> · <a href="traces">show all</a></p>'
+        if filtered
+        else "",
         '<h2 id="routes">Routes</h2>',
     ]
     if snapshot.routes:
@@ -179,7 +194,7 @@ def render_index(snapshot: Snapshot, service: str) -> str:
         parts.append("</table>")
     else:
         parts.append("<p class=empty>No requests yet.</p>")
-    parts.append('<h2 id="recent">Recent requests</h2>')
+    parts.append(f'<h2 id="recent">{"Matching requests" if filtered else "Recent requests"}</h2>')
     parts.append(_requests_table(snapshot.recent))
     parts.append('<h2 id="failed">Failed requests</h2>')
     parts.append(_requests_table(snapshot.failed))

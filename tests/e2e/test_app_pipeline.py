@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from tests.e2e import kibana
 from tests.e2e.conftest import skip_if_unavailable
 from tests.infra import dashboards, services
 from tests.support.servers import RunningServer, kit_env, run_server
@@ -230,3 +231,34 @@ def test_dashboard_span_metrics_queries_match_the_collector_scrape(collector: se
     assert {query.where: dashboards.missing_names(query, series) for query in queries} == {
         query.where: [] for query in queries
     }
+
+
+def test_a_word_from_the_stack_trace_finds_the_error_as_in_kibanas_search_bar(
+    elasticsearch: services.Elasticsearch, app: AppRun
+) -> None:
+    """GET /fail: a bare word from its traceback (the example's file name) finds that request's error records."""
+    # Discover's search bar without a field name: query_string over every field.
+    bare = {"query_string": {"query": "starlette_app.py"}}
+    docs = kibana.eventually(
+        lambda: kibana.search(elasticsearch, "logs-*", bare, expect=2, fields=["log.level", "_ignored"]),
+        "the error log and the exception event by a stack-trace word",
+    )
+    assert {doc["trace_id"] for doc in docs} == {app.fail.trace_id}
+    # uvicorn's error log (ERROR) and the span's exception event (no level: see docs/pipeline.md).
+    assert sorted(str(doc["_fields"].get("log.level")) for doc in docs) == ["None", "['ERROR']"]
+    assert all("_ignored" not in doc["_fields"] for doc in docs)
+
+
+def test_a_requests_logs_come_back_in_the_order_they_were_written(
+    elasticsearch: services.Elasticsearch, app: AppRun
+) -> None:
+    """GET /items/7: sorted as Discover sorts (@timestamp, then event.sequence), handler, worker thread, access log."""
+    query = {"term": {"trace.id": app.item.trace_id}}
+    sort: list[dict[str, Any]] = [{"@timestamp": "asc"}, {"event.sequence": {"order": "asc", "unmapped_type": "long"}}]
+    docs = kibana.eventually(
+        lambda: kibana.search(elasticsearch, "logs-*", query, sort=sort, expect=3, fields=["message", "service.name"]),
+        "the request's 3 logs",
+    )
+    assert [doc["_fields"]["message"][0] for doc in docs[:2]] == ["looking up item 7", "in a worker thread"]
+    assert docs[2]["scope"]["name"] == "uvicorn.access"
+    assert {doc["_fields"]["service.name"][0] for doc in docs} == {SERVICE_NAME}

@@ -1,10 +1,10 @@
 """Helpers that run the real telemetry backends for end-to-end tests."""
 
+from tests.infra.processes import ServiceFailed
 from tests.infra.services import (
     Collector,
     Elasticsearch,
     Prometheus,
-    ServiceFailed,
     ServiceUnavailable,
     ensure_collector,
     ensure_elasticsearch,

@@ -113,3 +113,35 @@ def missing_names(query: Query, series: dict[str, set[str]]) -> list[str]:
     carried = set().union(*(series.get(name, set()) for name in query.metrics))
     problems += [f"label {label}" for label in sorted(query.labels - carried - SCRAPE_LABELS)]
     return problems
+
+
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_BY = re.compile(r"\bby\s*\(([^)]*)\)")
+
+
+def legend_problems(expr: str, legend: str) -> list[str]:
+    """What is wrong with a target's legend: empty, naming a label the query sums away, or not telling series apart."""
+    if not legend.strip():
+        return ["empty legend"]
+    named = set(_PLACEHOLDER.findall(legend))
+    groupings = _BY.findall(_STRING.sub('""', expr))
+    if not groupings or re.search(r"\bwithout\s*\(", expr):
+        return []  # no aggregation (or one that keeps unknown labels): any label may be there
+    kept = {name.strip() for block in groupings for name in block.split(",") if name.strip()} - {"le"}
+    problems = [f"legend names {{{{{name}}}}}, which the query sums away" for name in sorted(named - kept)]
+    if kept and not named & kept:
+        problems.append(f"series differ by {sorted(kept)} but the legend names none of them")
+    return problems
+
+
+def panel_targets(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(panel title, target) for every target of one dashboard, rows included."""
+    found: list[tuple[str, dict[str, Any]]] = []
+
+    def walk(panels: Iterable[dict[str, Any]]) -> None:
+        for panel in panels:
+            found.extend((str(panel.get("title")), target) for target in panel.get("targets", []))
+            walk(panel.get("panels", []))
+
+    walk(json.loads(path.read_text()).get("panels", []))
+    return found

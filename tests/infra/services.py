@@ -11,19 +11,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.infra import processes
 
 CACHE_ENV = "OTEL_ASGI_KIT_CACHE"
 """Cache root; default ``~/.cache/otel-asgi-kit``. Shared with collector/build.sh."""
@@ -37,6 +37,8 @@ MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_BUILD_SCRIPT = REPO_ROOT / "collector" / "build.sh"
 COLLECTOR_CONFIG = REPO_ROOT / "collector" / "otel-collector-config.yaml"
+GATEWAY_AGENT_CONFIG = REPO_ROOT / "collector" / "gateway" / "agent.yaml"
+GATEWAY_OVERLAY = REPO_ROOT / "collector" / "gateway" / "gateway.yaml"
 OTEL_INDEX_TEMPLATE = Path(__file__).with_name("otel_index_template.json")
 
 HOST = "127.0.0.1"
@@ -46,16 +48,14 @@ class ServiceUnavailable(RuntimeError):
     """A backend cannot be built, downloaded or found on this machine."""
 
 
-class ServiceFailed(RuntimeError):
-    """A backend was started but did not become healthy in time."""
-
-
 @dataclass(frozen=True)
 class Elasticsearch:
     url: str
     http_port: int
     home: Path
     log_file: Path
+    node: processes.Restartable | None = field(default=None, repr=False, compare=False)
+    """Stop and start the node (same data directory and port) with ``node.stop()`` / ``node.start()``."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,8 @@ class Collector:
     telemetry_target: str
     """host:port of the collector's own metrics."""
     log_file: Path
+    node: processes.Restartable | None = field(default=None, repr=False, compare=False)
+    """Stop and start this collector (same config and ports) with ``node.stop()`` / ``node.start()``."""
 
 
 @dataclass(frozen=True)
@@ -189,72 +191,12 @@ def _java_home(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(java).resolve().parent.parent
 
 
-# --- processes --------------------------------------------------------------
-
-
-def _start(command: Sequence[str], log_file: Path, env: Mapping[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    with log_file.open("wb") as log:
-        # Own session: the group id is our child's PID, so stopping signals
-        # exactly the processes we started (ES's launcher forks the server JVM).
-        return subprocess.Popen(
-            list(command),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            cwd=cwd,
-            start_new_session=True,
-        )
-
-
-def _stop(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-
-
-def _wait_until(healthy: str, process: subprocess.Popen[bytes], log_file: Path, name: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServiceFailed(f"{name} exited with {process.returncode}:\n{_tail(log_file)}")
-        try:
-            with urllib.request.urlopen(healthy, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    raise ServiceFailed(f"{name} not healthy at {healthy} after {timeout:.0f}s:\n{_tail(log_file)}")
-
-
-def _tail(path: Path, chars: int = 4000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return "(no log)"
-
-
-@contextmanager
-def _workdir(prefix: str) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 @contextmanager
 def run_elasticsearch(*, heap: str = "512m", startup_timeout: float = 180.0) -> Iterator[Elasticsearch]:
     """Single-node Elasticsearch, security off, OTel data-stream template installed."""
     home = ensure_elasticsearch()
     port, transport_port = free_port(), free_port()
-    with _workdir("otel-kit-es-") as work:
+    with processes.workdir("otel-kit-es-") as work:
         config = work / "config"
         shutil.copytree(home / "config", config)
         # Only settings of the server and the zip's x-pack modules: an unknown
@@ -291,32 +233,43 @@ def run_elasticsearch(*, heap: str = "512m", startup_timeout: float = 180.0) -> 
                 raise ServiceUnavailable("running as root needs `unshare` (util-linux) to start Elasticsearch")
             command = ["unshare", "--user", "--map-user=65534", "--map-group=65534", *command]
         log_file = work / "elasticsearch.out"
-        process = _start(command, log_file, env, work)
+        url = f"http://{HOST}:{port}"
+        node = processes.Restartable("Elasticsearch", command, log_file, env, work,
+                           f"{url}/_cluster/health?wait_for_status=yellow&timeout=1s", startup_timeout)  # fmt: skip
         try:
-            url = f"http://{HOST}:{port}"
-            _wait_until(f"{url}/_cluster/health?wait_for_status=yellow&timeout=1s", process, log_file,
-                        "Elasticsearch", startup_timeout)  # fmt: skip
+            node.start()
             install_otel_index_template(url)
-            yield Elasticsearch(url=url, http_port=port, home=home, log_file=log_file)
+            yield Elasticsearch(url=url, http_port=port, home=home, log_file=log_file, node=node)
         finally:
-            _stop(process)
+            node.stop()
 
 
-def install_otel_index_template(url: str, name: str = "otel-asgi-kit-otel") -> None:
+def install_otel_index_template(url: str) -> None:
     """Let the exporter's ``require_data_stream=true`` writes create data streams.
 
     A full distribution gets ``logs-*.otel-*`` / ``traces-*.otel-*`` templates
     from its otel-data and x-pack-stack modules; the integ-test-zip has neither,
-    so without this every bulk item fails with index_not_found_exception.
+    so without these every bulk item fails with index_not_found_exception.
+    Component templates first: an index template naming a missing one is refused.
     """
-    http_json("PUT", f"{url}/_index_template/{name}", json.loads(OTEL_INDEX_TEMPLATE.read_text()))
+    templates = json.loads(OTEL_INDEX_TEMPLATE.read_text())
+    for name, body in templates["component_templates"].items():
+        http_json("PUT", f"{url}/_component_template/{name}", body)
+    for name, body in templates["index_templates"].items():
+        http_json("PUT", f"{url}/_index_template/{name}", body)
 
 
 @contextmanager
-def run_collector(env: Mapping[str, str] | None = None, *, startup_timeout: float = 60.0) -> Iterator[Collector]:
-    """otelcol-kit with collector/otel-collector-config.yaml; ``env`` overrides its variables."""
+def run_collector(
+    env: Mapping[str, str] | None = None,
+    *,
+    configs: Sequence[Path] = (COLLECTOR_CONFIG,),
+    name: str = "collector",
+    startup_timeout: float = 60.0,
+) -> Iterator[Collector]:
+    """otelcol-kit with ``configs`` (merged in order; default the one config); ``env`` overrides its variables."""
     binary = ensure_collector()
-    ports = {name: free_port() for name in ("GRPC", "HTTP", "HEALTH", "PROMETHEUS", "TELEMETRY")}
+    ports = {key: free_port() for key in ("GRPC", "HTTP", "HEALTH", "PROMETHEUS", "TELEMETRY")}
     variables = {
         "OTELCOL_BIND_HOST": HOST,
         "OTELCOL_OTLP_GRPC_PORT": str(ports["GRPC"]),
@@ -326,13 +279,14 @@ def run_collector(env: Mapping[str, str] | None = None, *, startup_timeout: floa
         "OTELCOL_TELEMETRY_PORT": str(ports["TELEMETRY"]),
         **(env or {}),
     }
-    with _workdir("otel-kit-collector-") as work:
+    command = [str(binary), *(arg for config in configs for arg in ("--config", str(config)))]
+    with processes.workdir("otel-kit-collector-") as work:
         log_file = work / "collector.out"
-        process = _start([str(binary), "--config", str(COLLECTOR_CONFIG)], log_file,
-                         {**os.environ, **variables}, work)  # fmt: skip
+        health_url = f"http://{HOST}:{variables['OTELCOL_HEALTH_PORT']}/"
+        node = processes.Restartable(name, command, log_file, {**os.environ, **variables}, work, health_url,
+                                     startup_timeout)  # fmt: skip
         try:
-            health_url = f"http://{HOST}:{variables['OTELCOL_HEALTH_PORT']}/"
-            _wait_until(health_url, process, log_file, "collector", startup_timeout)
+            node.start()
             yield Collector(
                 otlp_http_url=f"http://{HOST}:{variables['OTELCOL_OTLP_HTTP_PORT']}",
                 otlp_grpc_endpoint=f"{HOST}:{variables['OTELCOL_OTLP_GRPC_PORT']}",
@@ -340,19 +294,27 @@ def run_collector(env: Mapping[str, str] | None = None, *, startup_timeout: floa
                 prometheus_target=f"{HOST}:{variables['OTELCOL_PROMETHEUS_PORT']}",
                 telemetry_target=f"{HOST}:{variables['OTELCOL_TELEMETRY_PORT']}",
                 log_file=log_file,
+                node=node,
             )
         finally:
-            _stop(process)
+            node.stop()
 
 
 @contextmanager
 def run_prometheus(
-    scrape_targets: Sequence[str], *, scrape_interval: str = "1s", startup_timeout: float = 60.0
+    scrape_targets: Sequence[str],
+    *,
+    scrape_interval: str = "1s",
+    startup_timeout: float = 60.0,
+    flags: Sequence[str] = (),
 ) -> Iterator[Prometheus]:
-    """Prometheus scraping ``host:port`` targets (path /metrics) into a throwaway TSDB."""
+    """Prometheus scraping ``host:port`` targets (path /metrics) into a throwaway TSDB.
+
+    ``flags``: more command-line flags, e.g. ``--enable-feature=exemplar-storage``.
+    """
     binary = ensure_prometheus()
     port = free_port()
-    with _workdir("otel-kit-prometheus-") as work:
+    with processes.workdir("otel-kit-prometheus-") as work:
         config = {
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
             "scrape_configs": [{"job_name": "targets", "static_configs": [{"targets": list(scrape_targets)}]}],
@@ -364,12 +326,13 @@ def run_prometheus(
             f"--config.file={work / 'prometheus.yml'}",
             f"--storage.tsdb.path={work / 'data'}",
             f"--web.listen-address={HOST}:{port}",
+            *flags,
         ]
         log_file = work / "prometheus.out"
-        process = _start(command, log_file, os.environ, work)
+        process = processes.start(command, log_file, os.environ, work)
         try:
             url = f"http://{HOST}:{port}"
-            _wait_until(f"{url}/-/ready", process, log_file, "Prometheus", startup_timeout)
+            processes.wait_until(f"{url}/-/ready", process, log_file, "Prometheus", startup_timeout)
             yield Prometheus(url=url, port=port, log_file=log_file)
         finally:
-            _stop(process)
+            processes.stop(process)

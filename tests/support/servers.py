@@ -1,4 +1,4 @@
-"""Start a real ASGI server process under ``opentelemetry-instrument`` and stop it by PID."""
+"""Start a real server process (ASGI servers, aiohttp) under ``opentelemetry-instrument`` and stop it by PID."""
 
 from __future__ import annotations
 
@@ -53,6 +53,21 @@ def server_command(server: str, app: str, port: int, workers: int = 1) -> list[s
         if workers > 1:
             raise ValueError("daphne runs one process")
         return [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), app]
+    if server == "aiohttp":  # web.run_app (or an AppRunner) in the app's own script: ``app`` is its path
+        return [sys.executable, app, str(port)]
+    if server == "aiohttp-module":  # python -m aiohttp.web module:factory
+        return [sys.executable, "-m", "aiohttp.web", "-H", "127.0.0.1", "-P", str(port), app]
+    if server == "gunicorn-aiohttp":
+        return [
+            str(BIN / "gunicorn"),
+            app,
+            "-k",
+            "aiohttp.GunicornWebWorker",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(workers),
+        ]
     raise ValueError(server)
 
 

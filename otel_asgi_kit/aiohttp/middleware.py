@@ -1,0 +1,232 @@
+"""The aiohttp request path: one aiohttp request translated into the request core's calls.
+
+aiohttp serves each request in its own task, in
+``RequestHandler._handle_request``: the app's handler (routing, the app's
+middlewares), then ``finish_response`` (prepare, ``write_eof``, the access
+log). ``handle_request`` wraps that whole call, so the request's trace
+context is current for the app's logs, aiohttp's error log and its access
+log, and the request is recorded after all of them. The response is found
+where every aiohttp response passes: ``StreamResponse._start`` (status, the
+trace header, before the headers are written), ``write``/``write_eof`` (body
+bytes, and the request's end at the last byte). A context variable set in the
+request's task links those calls to the request; identity checks keep a
+response of another request (or a client's) out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any
+
+from aiohttp import hdrs
+from aiohttp.web_exceptions import HTTPException
+from aiohttp.web_fileresponse import FileResponse
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
+from aiohttp.web_urldispatcher import StaticResource
+from opentelemetry.propagators.textmap import Getter
+
+from otel_asgi_kit import _state
+from otel_asgi_kit.aiohttp.websocket import accept, finish_connection, start_connection
+from otel_asgi_kit.core.client_address import client_address
+from otel_asgi_kit.core.connection import Connection
+from otel_asgi_kit.core.instrumentation import Instrumentation
+from otel_asgi_kit.core.request import ServerRequest
+from otel_asgi_kit.failsafe import report_once
+
+Handler = Callable[[BaseRequest], Awaitable[StreamResponse]]
+HandleRequest = Callable[[Any, BaseRequest, Any, Handler], Awaitable[tuple[StreamResponse, bool]]]
+
+
+class Traced:
+    """One request (or WebSocket connection) in flight; lives in its task's context only."""
+
+    __slots__ = ("core", "error", "inst", "request", "response", "returned_after_end")
+
+    def __init__(self, inst: Instrumentation, request: BaseRequest, core: ServerRequest | Connection) -> None:
+        self.inst = inst
+        self.request = request
+        self.core = core
+        self.response: StreamResponse | None = None
+        self.error: BaseException | None = None
+        self.returned_after_end = False
+
+
+current: ContextVar[Traced | None] = ContextVar("otel_asgi_kit.aiohttp.request", default=None)
+
+
+class MultiDictGetter(Getter[Any]):
+    """Reads aiohttp's case-insensitive header multidict; repeated headers keep their order."""
+
+    def get(self, carrier: Any, key: str) -> list[str] | None:
+        values: list[str] | None = carrier.getall(key, None)
+        if values and key.lower() == "baggage":
+            return [",".join(values)]  # the baggage propagator reads only the first value
+        return values
+
+    def keys(self, carrier: Any) -> list[str]:
+        return list(carrier.keys())
+
+
+GETTER = MultiDictGetter()
+_VERSIONS: dict[Any, str] = {}
+
+
+async def handle_request(
+    original: HandleRequest, protocol: Any, request: BaseRequest, start_time: Any, handler: Handler
+) -> tuple[StreamResponse, bool]:
+    """``RequestHandler._handle_request`` with the request recorded around it."""
+    inst = _state.current_instrumentation()
+    # aiohttp's own answer to an unparsable request (400) reaches no app: like an ASGI server's, untraced.
+    if inst is None or handler is not protocol._request_handler or inst.is_excluded(request.path):
+        return await original(protocol, request, start_time, handler)
+    try:
+        traced = _start(inst, request)
+    except Exception as exc:  # telemetry must never break the app
+        report_once("starting a request span", exc)
+        return await original(protocol, request, start_time, handler)
+    current.set(traced)  # the request's own task: nothing to reset
+    try:
+        response, reset = await original(protocol, request, start_time, _record_errors(traced, handler))
+    except BaseException as exc:  # the response could not be sent, or the task was cancelled
+        _finish(traced, traced.error or exc)
+        raise
+    _finish(traced, traced.error)
+    return response, reset
+
+
+def _start(inst: Instrumentation, request: BaseRequest) -> Traced:
+    headers = request.headers
+    parent = None
+    for name in inst.propagation_names:
+        if name in headers:
+            parent = inst.propagator.extract(headers, getter=GETTER)
+            break
+    if headers.get(hdrs.UPGRADE, "").lower() == "websocket":
+        return Traced(inst, request, start_connection(inst, request, parent))
+    length = headers.get(hdrs.CONTENT_LENGTH)
+    version = request.version
+    http_version = _VERSIONS.get(version)
+    if http_version is None:
+        http_version = _VERSIONS.setdefault(version, f"{version[0]}.{version[1]}")
+    core = ServerRequest(
+        inst,
+        request.method,
+        request.scheme,
+        request.path,
+        request.rel_url.raw_query_string,
+        parent,
+        user_agent=headers.get(hdrs.USER_AGENT),
+        http_version=http_version,
+        request_bytes=int(length) if length is not None and length.isdigit() else None,
+        captured_headers=inst.request_headers.attributes(headers.items()) if inst.request_headers.enabled else None,
+    )
+    return Traced(inst, request, core)
+
+
+def _record_errors(traced: Traced, handler: Handler) -> Handler:
+    """The app's handler; what it raises (other than an ``HTTPException`` answer) is kept for the span."""
+
+    async def recorded(request: BaseRequest) -> StreamResponse:
+        try:
+            response = await handler(request)
+        except HTTPException:
+            raise  # an answer (404, 302, ...), not an error; a 5xx one is marked by its status
+        except Exception as exc:
+            traced.error = exc
+            raise
+        # The app returned after its response was complete: its later work is its own (a background span).
+        traced.returned_after_end = bool(getattr(traced.core, "done_at", 0.0))
+        return response
+
+    return recorded
+
+
+def _finish(traced: Traced, exc: BaseException | None) -> None:
+    request = traced.request
+    core = traced.core
+    try:
+        route = route_of(request)
+    except Exception as failure:
+        report_once("reading the request's route", failure)
+        route = None
+    if isinstance(core, Connection):
+        finish_connection(core, traced.response, route, exc)
+        return
+    client = None
+    response_attributes = None
+    try:
+        peer = request.remote
+        inst = traced.inst
+        client = client_address(peer, request.headers.items(), inst.trusted_proxies) if peer else None
+        response = traced.response
+        if response is not None:
+            if isinstance(response, FileResponse) and not core.response_bytes and request.method != "HEAD":
+                core.response_bytes = response.content_length or 0  # sent by sendfile, not through ``write``
+            if inst.response_headers.enabled:
+                response_attributes = inst.response_headers.attributes(response.headers.items())
+    except Exception as failure:
+        report_once("reading the request's client", failure)
+    core.finish(
+        route,
+        exc,
+        escaped=exc is not None,
+        client=client,
+        response_attributes=response_attributes,
+        background=traced.returned_after_end,
+    )
+
+
+def route_of(request: BaseRequest) -> str | None:
+    """The matched resource's canonical path (``/users/{id}``); ``None`` when nothing matched (404, 405)."""
+    match_info = getattr(request, "_match_info", None)  # web.Request after routing; a bare Server has none
+    if match_info is None:
+        return None
+    resource = match_info.route.resource
+    if resource is None:  # aiohttp's SystemRoute: no resource matched
+        return None
+    canonical: str = resource.canonical
+    if isinstance(resource, StaticResource):
+        return canonical + "/{filename}"
+    return canonical
+
+
+async def response_start(original: Callable[..., Awaitable[Any]], response: StreamResponse, request: Any) -> Any:
+    """``StreamResponse._start``: the status and the trace header, before the headers are written."""
+    traced = current.get()
+    if traced is None or traced.request is not request:
+        return await original(response, request)
+    traced.response = response
+    core = traced.core
+    name = traced.inst.trace_header_name
+    if name:
+        response.headers[name] = core.trace_header().decode("latin-1")
+    if isinstance(core, ServerRequest):
+        core.response_started(response.status)
+        return await original(response, request)
+    writer = await original(response, request)
+    accept(core, response, route_of(request))  # the 101 is written: the handshake succeeded
+    return writer
+
+
+async def response_write(original: Callable[..., Awaitable[None]], response: StreamResponse, data: Any) -> None:
+    await original(response, data)
+    traced = current.get()
+    if traced is not None and traced.response is response:
+        core = traced.core
+        if isinstance(core, ServerRequest):
+            core.response_bytes += len(data)
+
+
+async def response_write_eof(
+    original: Callable[..., Awaitable[None]], response: StreamResponse, data: Any = b""
+) -> None:
+    """``StreamResponse.write_eof``: the last byte is handed to the transport, the request ends here."""
+    await original(response, data)
+    traced = current.get()
+    if traced is not None and traced.response is response:
+        core = traced.core
+        if isinstance(core, ServerRequest):
+            core.response_bytes += len(data)
+            core.response_complete()

@@ -1,1 +1,0 @@
-"""OTLP wire format written by the kit (see ``wire``) and the exporters that send it."""

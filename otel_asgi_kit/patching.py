@@ -1,0 +1,79 @@
+"""Every patch the kit applies to another project's code: listed here, applied one way.
+
+A patch wraps one attribute of a third-party class or module once (a marker
+on the replacement makes a second call a no-op). ``KNOWN`` lists each target
+with the reason; ``applied()`` says which ones this process has applied
+(``otel-asgi-kit doctor`` prints them) and ``tests/test_patching.py`` fails
+when a patch is applied that is not listed.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+PATCHED = "__otel_asgi_kit_patched__"
+
+KNOWN: dict[str, str] = {
+    # Servers: load the app through the kit, keep its logging, flush before the process ends.
+    "uvicorn.config.Config.load": "wrap the app uvicorn (and gunicorn's UvicornWorker) loads",
+    "uvicorn.config.Config.configure_logging": "put the kit's log handlers back after uvicorn's dictConfig",
+    "uvicorn.server.Server._serve": "watch the loop; flush before uvicorn re-raises the stopping signal",
+    "hypercorn.utils.wrap_app": "wrap the app hypercorn loads",
+    "hypercorn.logging.Logger.__init__": "put the kit's log handlers back after hypercorn's logging set-up",
+    "gunicorn.glogging.Logger.setup": "put the kit's log handlers back after gunicorn's logging set-up",
+    # Frameworks: the matched route template (and caught exceptions) into the ASGI scope.
+    "starlette.routing.Mount.matches": "record each mount's template prefix",
+    "quart.ctx._BaseRequestWebsocketContext.match_request": "record the matched Werkzeug rule (Quart <= 0.22)",
+    "quart.ctx.AppContext.match_request": "record the matched Werkzeug rule (Quart >= 0.23, Python >= 3.13)",
+    "nexios.routing.router.Route.handle": "record the matched route",
+    "nexios.routing.websocket.WebsocketRoute.handle": "record the matched WebSocket route",
+    "nexios.routing.grouping.Group.handle": "record each group's prefix",
+    "litestar.middleware._internal.exceptions.middleware.ExceptionHandlerMiddleware.handle_request_exception": (
+        "hand exceptions Litestar turns into 500s to the span, and log them once"
+    ),
+    "django.core.handlers.base.BaseHandler.resolve_request": "record the matched URL pattern (resolver_match.route)",
+    "falcon.asgi.app.App._get_responder": "record the matched uri_template",
+    "falcon.asgi.app.App._handle_exception": "hand exceptions Falcon turns into responses to the span",
+    "blacksheep.server.routing.Router.get_match": "record the matched route pattern",
+    "blacksheep.server.routing.RouterFiltersMixin.get_match": "record the matched route pattern (filtered routers)",
+    "blacksheep.server.application.Application.handle_request_handler_exception": (
+        "hand exceptions BlackSheep turns into 500s to the span"
+    ),
+    # The standard library.
+    "logging.config.dictConfig": "put the kit's log handlers back after a logging config",
+    "logging.config.fileConfig": "put the kit's log handlers back after a logging config",
+    "logging.basicConfig": "put the kit's log handlers back after a logging config",
+    "asyncio.base_events.BaseEventLoop.run_in_executor": "run executor work in the caller's trace context",
+    "uvloop.Loop.run_in_executor": "run executor work in the caller's trace context",
+}
+
+_applied: list[str] = []
+_lock = threading.Lock()
+
+
+def target_name(owner: type[Any] | ModuleType, name: str) -> str:
+    if isinstance(owner, ModuleType):
+        return f"{owner.__name__}.{name}"
+    return f"{owner.__module__}.{owner.__qualname__}.{name}"
+
+
+def patch(owner: type[Any] | ModuleType, name: str, make: Callable[[Any], Any]) -> None:
+    """Replace ``owner.name`` by ``make(original)``, once; later calls find the marker and do nothing."""
+    original = getattr(owner, name)
+    if getattr(original, PATCHED, False):
+        return
+    replacement = functools.wraps(original)(make(original))
+    setattr(replacement, PATCHED, True)
+    setattr(owner, name, replacement)
+    with _lock:
+        _applied.append(target_name(owner, name))
+
+
+def applied() -> list[str]:
+    """Targets patched in this process, in order."""
+    with _lock:
+        return list(_applied)

@@ -1,0 +1,161 @@
+"""The stock OTLP/HTTP span and log exporters, sending bytes from ``wire``.
+
+Only the encoding step is replaced (with ``outbox=``, also the send: see
+``otel_asgi_kit.spool``). The exporters keep their stock transport, retries,
+compression, headers, TLS options, request-size limit and self-metrics.
+That means using four attributes of the stock classes that are not part of
+their public API (``_client``, ``_metrics``, ``_max_request_size``, ``_shutdown``)
+and two names of the private ``_common`` module, imported under a guard. If
+a later release changes any of them, ``direct`` is False and the stock
+``export`` runs unchanged. ``tests/test_sdk_fence.py`` fails then, so we notice.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExportResult
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from otel_asgi_kit.sdk import wire
+
+COMMON_MODULE = "opentelemetry.exporter.otlp.proto.http._common"
+
+
+def _private(name: str) -> Any:
+    """A name of the exporter package's private ``_common`` module, or None: then the stock ``export`` runs."""
+    try:
+        module = importlib.import_module(COMMON_MODULE)
+    except ImportError:
+        return None
+    return getattr(module, name, None)
+
+
+_is_request_too_large: Any = _private("_is_request_too_large")
+RequestPayloadTooLargeError: Any = _private("RequestPayloadTooLargeError")
+
+if TYPE_CHECKING:
+    from otel_asgi_kit.spool import OutboxFactory
+    from otel_asgi_kit.spool.outbox import Outbox
+
+_logger = logging.getLogger(__name__)
+_NEEDED = ("_client", "_metrics", "_max_request_size", "_shutdown")
+_Result = TypeVar("_Result", SpanExportResult, LogRecordExportResult)
+
+
+def _has_direct_path(exporter: object) -> bool:
+    if _is_request_too_large is None or RequestPayloadTooLargeError is None:
+        return False
+    client = getattr(exporter, "_client", None)
+    return all(hasattr(exporter, name) for name in _NEEDED) and callable(getattr(client, "export", None))
+
+
+def _encode(exporter: Any, batch: Sequence[Any], encode: Callable[[Sequence[Any]], bytes], what: str) -> bytes | None:
+    """The request body, or ``None`` when it cannot be sent (counted as a failed export)."""
+    error: Exception
+    try:
+        data = encode(batch)
+    except Exception as exc:  # a bug here must cost this batch only
+        _logger.error("Failed to encode %s batch: %s", what, exc)
+        error = exc
+    else:
+        limit = exporter._max_request_size
+        if not _is_request_too_large(data, limit):
+            return data
+        _logger.warning(
+            "Dropping %s batch: serialized size %d bytes exceeds max_request_size %d bytes.", what, len(data), limit
+        )
+        error = RequestPayloadTooLargeError(
+            f"Serialized {what} request size {len(data)} bytes exceeds max_request_size {limit} bytes."
+        )
+    with exporter._metrics.export_operation(len(batch)) as result:
+        result.error = error
+    return None
+
+
+def _post(exporter: Any, data: bytes, count: int) -> bool:
+    """The stock client's send, retries included."""
+    with exporter._metrics.export_operation(count) as result:
+        sent = exporter._client.export(data)
+        if not sent.success:
+            result.error = sent.error
+            result.error_attrs = (
+                {"http.response.status_code": sent.status_code} if sent.status_code is not None else None
+            )
+            return False
+    return True
+
+
+def _send(
+    exporter: Any,
+    batch: Sequence[Any],
+    encode: Callable[[Sequence[Any]], bytes],
+    what: str,
+    success: _Result,
+    failure: _Result,
+) -> _Result:
+    """What the stock ``export`` does, with the kit's bytes; the spool's outbox sends them when there is one."""
+    data = _encode(exporter, batch, encode, what)
+    if data is None:
+        return failure
+    outbox = exporter.outbox
+    sent = outbox.send(data, len(batch)) if outbox is not None else _post(exporter, data, len(batch))
+    return success if sent else failure
+
+
+def _outbox(exporter: Any, factory: OutboxFactory | None) -> Outbox | None:
+    if factory is None or not exporter.direct:
+        return None
+    return factory(exporter._client, exporter._metrics, lambda data, count: _post(exporter, data, count))
+
+
+class DirectSpanExporter(OTLPSpanExporter):
+    """``OTLPSpanExporter`` encoding with ``wire.encode_trace_request``."""
+
+    def __init__(self, *, outbox: OutboxFactory | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.direct = _has_direct_path(self)
+        self.outbox = _outbox(self, outbox)
+
+    def shutdown(self) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
+        super().shutdown()  # type: ignore[no-untyped-call]
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not self.direct or self._shutdown:
+            return super().export(spans)
+        return _send(self, spans, wire.encode_trace_request, "span", SpanExportResult.SUCCESS, SpanExportResult.FAILURE)
+
+
+class DirectLogExporter(OTLPLogExporter):
+    """``OTLPLogExporter`` encoding with ``wire.encode_logs_request``."""
+
+    def __init__(self, *, outbox: OutboxFactory | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.direct = _has_direct_path(self)
+        self.outbox = _outbox(self, outbox)
+
+    def shutdown(self) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
+        super().shutdown()  # type: ignore[no-untyped-call]
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        if not self.direct or self._shutdown:
+            return super().export(batch)
+        return _send(
+            self,
+            batch,
+            wire.encode_logs_request,
+            "logs",
+            LogRecordExportResult.SUCCESS,
+            LogRecordExportResult.FAILURE,
+        )

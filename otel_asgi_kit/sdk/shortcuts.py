@@ -1,0 +1,83 @@
+"""The kit's shortcuts around the SDK, what each relies on, and whether each is on here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+# shortcut -> the private names it uses (module-qualified); documentation and a test checklist.
+RELIED_ON: dict[str, tuple[str, ...]] = {
+    "server span start": (
+        "opentelemetry.sdk.trace.Tracer._is_enabled",
+        "SDK Tracer instance fields: _span_limits, _instrumentation_scope",
+        "opentelemetry.sdk.trace.Span fields (_name, _context, _attributes, _events, _links, _lock, ...)",
+        "opentelemetry.attributes.BoundedAttributes fields (_dict, _lock, ...)",
+    ),
+    "span encoding": (
+        "opentelemetry.exporter.otlp.proto.http._common._is_request_too_large",
+        "opentelemetry.exporter.otlp.proto.http._common.RequestPayloadTooLargeError",
+        "OTLPSpanExporter._client, ._metrics, ._max_request_size, ._shutdown",
+    ),
+    "log encoding": (
+        "opentelemetry.exporter.otlp.proto.http._common._is_request_too_large",
+        "OTLPLogExporter._client, ._metrics, ._max_request_size, ._shutdown",
+    ),
+    "log batching": ("BatchLogRecordProcessor instance field: _batch_processor",),
+    "metric reader": ("opentelemetry.sdk.metrics.export.PeriodicExportingMetricReader._receive_metrics",),
+    "prometheus merge": ("opentelemetry.exporter.prometheus.PrometheusMetricReader._receive_metrics",),
+}
+
+
+def _server_span() -> bool:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_asgi_kit.sdk.server_span import ServerSpanStarter
+
+    return ServerSpanStarter(TracerProvider().get_tracer("doctor")).fast
+
+
+def _encoders() -> tuple[bool, bool]:
+    from otel_asgi_kit.sdk.otlp_http import DirectLogExporter, DirectSpanExporter
+
+    spans = DirectSpanExporter(endpoint="http://127.0.0.1:4318/v1/traces")
+    logs = DirectLogExporter(endpoint="http://127.0.0.1:4318/v1/logs")
+    found = (spans.direct, logs.direct)
+    spans.shutdown()
+    logs.shutdown()
+    return found
+
+
+def _log_batching() -> bool:
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter
+
+    processor = BatchLogRecordProcessor(ConsoleLogRecordExporter())
+    try:
+        return hasattr(processor, "_batch_processor")
+    finally:
+        processor.shutdown()  # type: ignore[no-untyped-call]
+
+
+def _metric_reader() -> bool:
+    from otel_asgi_kit.sdk.periodic_reader import fast
+
+    return fast()
+
+
+def _prometheus_merge() -> bool:
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+    return callable(getattr(PrometheusMetricReader, "_receive_metrics", None))
+
+
+def status() -> dict[str, bool]:
+    """Each shortcut and whether it applies to the installed SDK and exporter releases."""
+    spans, logs = _encoders()
+    checks: dict[str, Callable[[], bool]] = {
+        "server span start": _server_span,
+        "log batching": _log_batching,
+        "metric reader": _metric_reader,
+        "prometheus merge": _prometheus_merge,
+    }
+    found = {name: check() for name, check in checks.items()}
+    found["span encoding"] = spans
+    found["log encoding"] = logs
+    return {name: found[name] for name in RELIED_ON}

@@ -1,0 +1,176 @@
+"""The aiohttp adapter through a real aiohttp server in the test process: what each kind of response records."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from aiohttp import web
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+from websockets.sync.client import connect
+
+from tests.conftest import Telemetry, make_telemetry
+from tests.support.aiohttp_server import serve_in_thread
+from tests.support.otlp_receiver import wait_for
+
+
+async def _stream(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    await response.prepare(request)
+    for _ in range(3):
+        await response.write(b"x" * 100)
+        await asyncio.sleep(0.1)
+    await response.write_eof()
+    return response
+
+
+async def _after(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    await response.prepare(request)
+    await response.write_eof(b"done")
+    await asyncio.sleep(0.2)  # the app's own work after its response is complete
+    return response
+
+
+async def _login(request: web.Request) -> web.Response:
+    raise web.HTTPUnauthorized(text="no")
+
+
+async def _moved(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/elsewhere")
+
+
+async def _gone(request: web.Request) -> web.Response:
+    raise web.HTTPNotFound()
+
+
+async def _echo(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    async for message in ws:
+        await ws.send_str(message.data)
+        await ws.send_bytes(b"ab")
+    return ws
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[str, Telemetry]]:
+    telemetry = make_telemetry(
+        {
+            "OTEL_ASGI_KIT_TRUSTED_PROXIES": "127.0.0.1",
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE": "x-shop",
+        }
+    )
+    app = web.Application()
+    for path, handler in (
+        ("/stream", _stream),
+        ("/after", _after),
+        ("/login", _login),
+        ("/moved", _moved),
+        ("/gone/{name}", _gone),
+        ("/ws", _echo),
+        ("/healthz", _login),
+    ):
+        app.router.add_get(path, handler)
+    with serve_in_thread(app, telemetry.instrumentation) as base_url:
+        yield base_url, telemetry
+
+
+def _span_of(telemetry: Telemetry, response: httpx.Response) -> ReadableSpan:
+    """The response's SERVER span; the server records it just after the client has the last byte."""
+    trace_id = int(response.headers["traceresponse"].split("-")[1], 16)
+    spans = wait_for(
+        lambda: [
+            s
+            for s in telemetry.spans.get_finished_spans()
+            if s.context.trace_id == trace_id and s.kind.name == "SERVER"
+        ],
+        timeout=5,
+    )
+    (span,) = spans
+    return span
+
+
+def test_streaming_response_ends_at_its_last_byte(served: tuple[str, Telemetry]) -> None:
+    """A StreamResponse written in three paced chunks: the span covers them and counts the 300 body bytes."""
+    base, telemetry = served
+    response = httpx.get(base + "/stream")
+    span = _span_of(telemetry, response)
+    assert len(response.content) == 300
+    assert span.name == "GET /stream"
+    assert (span.end_time - span.start_time) / 1e9 >= 0.3
+    sizes = [p for p in telemetry.points("http.server.response.body.size") if p.attributes["http.route"] == "/stream"]
+    assert sizes and sizes[0].sum == 300 * sizes[0].count
+
+
+def test_work_after_the_last_byte_is_a_background_span(served: tuple[str, Telemetry]) -> None:
+    """write_eof, then 0.2 s of work: the request ends at write_eof, the work is an INTERNAL child span."""
+    base, telemetry = served
+    response = httpx.get(base + "/after")
+    span = _span_of(telemetry, response)
+    assert (span.end_time - span.start_time) / 1e9 < 0.2
+    (background,) = [
+        s
+        for s in telemetry.spans.get_finished_spans()
+        if s.parent is not None and s.parent.span_id == span.context.span_id
+    ]
+    assert background.name == "GET /after background"
+    assert (background.end_time - background.start_time) / 1e9 >= 0.19
+
+
+def test_http_exceptions_are_answers_not_errors(
+    served: tuple[str, Telemetry], caplog: pytest.LogCaptureFixture
+) -> None:
+    """HTTPFound/HTTPNotFound raised by a handler: the route is kept, no error; a 401 is a security event."""
+    base, telemetry = served
+    with caplog.at_level(logging.WARNING, logger="otel_asgi_kit.security"):
+        moved = httpx.get(base + "/moved")
+        gone = httpx.get(base + "/gone/x")
+        login = httpx.get(base + "/login", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert (moved.status_code, gone.status_code, login.status_code) == (302, 404, 401)
+    for response, route in ((moved, "/moved"), (gone, "/gone/{name}"), (login, "/login")):
+        span = _span_of(telemetry, response)
+        assert span.attributes["http.route"] == route
+        assert span.status.status_code is not StatusCode.ERROR
+        assert "error.type" not in span.attributes
+    # The peer is a trusted proxy: the client is who it forwarded for.
+    assert _span_of(telemetry, login).attributes["client.address"] == "203.0.113.9"
+    (event,) = [r for r in caplog.records if r.name == "otel_asgi_kit.security"]
+    assert event.__dict__["http.route"] == "/login" and event.__dict__["client.address"] == "203.0.113.9"
+    failures = telemetry.points("http.server.auth.failures")
+    assert [p.value for p in failures if p.attributes.get("http.route") == "/login"] == [1]
+
+
+def test_excluded_path_is_untraced(served: tuple[str, Telemetry]) -> None:
+    """/healthz matches the default exclusions: answered, no span, no trace header."""
+    base, telemetry = served
+    before = len(telemetry.spans.get_finished_spans())
+    response = httpx.get(base + "/healthz")
+    assert response.status_code == 401 and "traceresponse" not in response.headers
+    assert len(telemetry.spans.get_finished_spans()) == before
+
+
+def test_websocket_counts_both_kinds_of_message(served: tuple[str, Telemetry]) -> None:
+    """send_str and send_bytes each count once per message; received text counted by its UTF-8 size."""
+    base, telemetry = served
+    with connect(base.replace("http://", "ws://") + "/ws") as ws:
+        trace_id = int(ws.response.headers["traceresponse"].split("-")[1], 16)
+        for text in ("é", "zz"):
+            ws.send(text)
+            assert ws.recv(timeout=5) == text
+            assert ws.recv(timeout=5) == b"ab"
+    # The server ends the span once it has seen the close.
+    (span,) = wait_for(lambda: [s for s in telemetry.spans.get_finished_spans() if s.context.trace_id == trace_id])
+    assert span.name == "WS /ws"
+    assert span.attributes["websocket.messages.received"] == 2
+    assert span.attributes["websocket.messages.sent"] == 4
+    received = [
+        p.value
+        for p in telemetry.points("websocket.server.message.bytes")
+        if p.attributes.get("websocket.message.direction") == "received" and p.attributes.get("http.route") == "/ws"
+    ]
+    assert received == [4]  # "é" is 2 bytes, "zz" 2

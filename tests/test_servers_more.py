@@ -54,10 +54,12 @@ def test_requests_traced_and_server_logs_linked(
         responses = [item, secret, mounted, missing, failed, child]
         assert [r.status_code for r in responses] == [200, 200, 200, 404, 500, 200]
         admin = f"http://127.0.0.1:{srv.admin_port}/metrics"
-        totals = wait_for(lambda: _route_count(text := httpx.get(admin).text, "/items/{item_id}") == 3 and text)
+        totals = wait_for(
+            lambda: _route_count(text := httpx.get(admin).text, "/items/{item_id}") == 3 and text, timeout=30
+        )
         assert totals, httpx.get(admin).text
-        spans: list[Span] = wait_for(lambda: len(receiver.spans()) >= 6 and receiver.spans())
-        logs = wait_for(lambda: [r for r in receiver.logs() if "/items/7" in str(r.body)] and receiver.logs())
+        spans: list[Span] = wait_for(lambda: len(receiver.spans()) >= 6 and receiver.spans(), timeout=30)
+        logs = wait_for(lambda: [r for r in receiver.logs() if "/items/7" in str(r.body)] and receiver.logs(), 30)
         if server == "daphne":
             time.sleep(2)  # Daphne's own check, once a second, would log the 500's exception a second time
         stdout = srv.stdout()

@@ -88,9 +88,12 @@ def test_requests_traced_and_server_logs_linked(
     access = [d for d in lines if d["log.logger"] == ACCESS_LOGGER[server]]
     (item_access,) = [d for d in access if "/items/7" in d["message"]]
     assert item_access["trace.id"] == item_trace  # written after the app returned, still linked
+    assert (item_access["url.original"], item_access["http.request.method"]) == ("/items/7", "GET")
+    assert item_access["http.response.status_code"] == 200 and item_access["client.address"] == "127.0.0.1"
     assert [d.get("trace.id") for d in access if "/fail" in d["message"]] == [_trace_id(failed)]
     (secret_access,) = [d for d in access if "/items/9" in d["message"]]
     assert "access_token=REDACTED" in secret_access["message"] and "hunter2" not in stdout
+    assert secret_access["url.original"] == "/items/9?access_token=REDACTED"
     assert any(d["log.logger"].startswith(server if server == "daphne" else "_granian") for d in lines)
     # The same access line reached the OTLP receiver with the trace id.
     (otlp_access,) = [r for r in logs if "/items/7" in str(r.body) and "looking" not in str(r.body)]

@@ -165,7 +165,6 @@ def log_action(protocol: str, action: str, details: dict[str, Any]) -> None:
             details.get("path"),
             details.get("status"),
             details.get("size"),
-            extra={"http.response.status_code": details.get("status")},
         )
     elif protocol == "websocket" and action in _WS_ACTIONS:
         access_logger.info('%s - "%s %s"', details.get("client") or "-", _WS_ACTIONS[action], details.get("path"))

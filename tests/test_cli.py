@@ -167,11 +167,8 @@ def _app_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) ->
         ("from nexios import NexiosApp\napp = NexiosApp()\n", "Nexios"),
         ("import falcon.asgi\napp = falcon.asgi.App()\n", "Falcon"),
         ("from blacksheep import Application\napp = Application()\n", "BlackSheep"),
-        (
-            "from django.conf import settings\nsettings.configure()\n"
-            "from django.core.asgi import get_asgi_application\napp = get_asgi_application()\n",
-            "Django",
-        ),
+        # Django's settings are process-wide: the example configures them once for every test.
+        ("from examples.django_app import app\n", "Django"),
         ("async def app(scope, receive, send):\n    pass\n", "bare ASGI"),
         (
             "import otel_asgi_kit\nfrom fastapi import FastAPI\napp = otel_asgi_kit.instrument(FastAPI())\n",

@@ -16,7 +16,8 @@ def test_every_applied_patch_is_known() -> None:
     """With every supported framework and server imported, each patch applied is listed in KNOWN."""
     for module in ("starlette.routing", "quart.ctx", "nexios.routing.router",
                    "litestar.middleware._internal.exceptions.middleware",
-                   "django.core.handlers.base", "falcon.asgi", "blacksheep.server.application"):  # fmt: skip
+                   "django.core.handlers.base", "falcon.asgi", "blacksheep.server.application",
+                   "granian.asgi", "granian.server.common"):  # fmt: skip
         try:
             importlib.import_module(module)
         except ImportError:

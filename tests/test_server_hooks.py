@@ -13,9 +13,16 @@ from typing import Any
 
 import pytest
 
+from otel_asgi_kit import patching
 from otel_asgi_kit.asgi import daphne, granian, unhooked
 from otel_asgi_kit.asgi.import_hooks import when_imported
 from otel_asgi_kit.asgi.middleware import SPAN_KEY
+
+
+@pytest.fixture(autouse=True)
+def _own_patch_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in modules' patches stay out of the process-wide record other tests read."""
+    monkeypatch.setattr(patching, "_applied", [])
 
 
 @pytest.fixture
@@ -307,3 +314,10 @@ def test_what_the_checks_rely_on_is_in_the_installed_releases(module: str, qualn
     assert params is not None, f"{module}.{qualname} is gone: the never-silently-off check for it is blind"
     if qualname.endswith("__call__"):
         assert params == ("scope", "receive", "send")
+
+
+def test_every_check_target_is_listed_with_the_kit_s_patches() -> None:
+    """The never-silently-off checks patch only targets listed in otel_asgi_kit.patching.KNOWN."""
+    targets = [f"{module}.{path}" for module, path, _, _ in unhooked.UNTRACEABLE_SERVERS]
+    targets += [f"{module}.{cls}.__call__" for module, cls, _ in unhooked.FRAMEWORK_APPS]
+    assert [t for t in targets if t not in patching.KNOWN] == []

@@ -22,7 +22,6 @@ drops Daphne's later copy of that same exception.
 from __future__ import annotations
 
 import contextvars
-import functools
 import inspect
 import logging
 import sys
@@ -33,8 +32,8 @@ from typing import Any
 from otel_asgi_kit.asgi.import_hooks import when_imported
 from otel_asgi_kit.failsafe import warn as _warn
 from otel_asgi_kit.loop_health import ensure_loop_monitor
+from otel_asgi_kit.patching import patch
 
-_PATCHED = "__otel_asgi_kit_patched__"
 # Twisted's asyncio reactor fires all due timers from one asyncio timer, armed in
 # whatever context last scheduled one - often a request's. Daphne's periodic
 # checks would then log under another request's trace id; they run in an empty
@@ -77,10 +76,8 @@ def _hook(module: ModuleType, wrap_app: Callable[[Any], Any], on_server_exit: Ca
         return
     assert server is not None
     signature = inspect.signature(server.__init__)
-    init = server.__init__
-    if not getattr(init, _PATCHED, False):
 
-        @functools.wraps(init)
+    def make_init(init: Any) -> Any:
         def patched_init(self: Any, *args: Any, **kwargs: Any) -> None:
             bound = signature.bind(self, *args, **kwargs)
             bound.arguments["application"] = _log_failures(wrap_app(bound.arguments["application"]))
@@ -89,11 +86,9 @@ def _hook(module: ModuleType, wrap_app: Callable[[Any], Any], on_server_exit: Ca
                 bound.arguments["action_logger"] = log_action
             init(*bound.args, **bound.kwargs)
 
-        setattr(patched_init, _PATCHED, True)
-        server.__init__ = patched_init
-        run = server.run
+        return patched_init
 
-        @functools.wraps(run)
+    def make_run(run: Any) -> Any:
         def patched_run(self: Any) -> None:
             _monitor_loop_when_running()
             try:
@@ -101,11 +96,14 @@ def _hook(module: ModuleType, wrap_app: Callable[[Any], Any], on_server_exit: Ca
             finally:
                 on_server_exit()  # the reactor stopped: flush before Daphne's exit path
 
-        setattr(patched_run, _PATCHED, True)
-        server.run = patched_run
-        for name in _TIMED_CHECKS:
-            if hasattr(server, name):
-                setattr(server, name, _in_empty_context(getattr(server, name)))
+        return patched_run
+
+    patch(server, "__init__", make_init)
+    patch(server, "run", make_run)
+    for name in _TIMED_CHECKS:
+        if callable(getattr(server, name, None)):
+            patch(server, name, _in_empty_context)
+    if _skip_logged_failures not in server_logger.filters:
         server_logger.addFilter(_skip_logged_failures)
 
 
@@ -130,7 +128,6 @@ def _skip_logged_failures(record: logging.LogRecord) -> bool:
 
 
 def _in_empty_context(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
     def run(*args: Any, **kwargs: Any) -> Any:
         return contextvars.Context().run(method, *args, **kwargs)
 

@@ -60,6 +60,27 @@ KNOWN: dict[str, str] = {
     "blacksheep.server.application.Application.handle_request_handler_exception": (
         "hand exceptions BlackSheep turns into 500s to the span"
     ),
+    "granian.asgi._callback_wrapper": "wrap the app each Granian ASGI worker loads; flush when the worker ends",
+    "granian.asgi._build_access_logger": "make the request's span current around Granian's access-log line",
+    "granian.server.common.AbstractServer.serve": "say once when Granian serves an RSGI or WSGI app",
+    "daphne.server.Server.__init__": "wrap the app Daphne serves; its console access log through the kit",
+    "daphne.server.Server.run": "watch the loop; flush when Daphne's reactor stops",
+    "daphne.server.Server.application_checker": "run Daphne's periodic check outside any request's context",
+    "daphne.server.Server.timeout_checker": "run Daphne's periodic check outside any request's context",
+    # Never silently off: untraceable servers say so when they start ...
+    "werkzeug.serving.make_server": "say once that a WSGI server (Flask's app.run) serves untraced",
+    "waitress.server.create_server": "say once that a WSGI server serves untraced",
+    "wsgiref.simple_server.make_server": "say once that a WSGI server serves untraced",
+    "tornado.httpserver.HTTPServer.initialize": "say once that Tornado's HTTP server serves untraced",
+    "twisted.web.server.Site.__init__": "say once that Twisted Web serves untraced",
+    # ... and each app class checks its first request for the middleware, then puts __call__ back.
+    "starlette.applications.Starlette.__call__": "say once if requests reach the app without the middleware",
+    "litestar.app.Litestar.__call__": "say once if requests reach the app without the middleware",
+    "quart.app.Quart.__call__": "say once if requests reach the app without the middleware",
+    "nexios.application.NexiosApp.__call__": "say once if requests reach the app without the middleware",
+    "django.core.handlers.asgi.ASGIHandler.__call__": "say once if requests reach the app without the middleware",
+    "falcon.asgi.app.App.__call__": "say once if requests reach the app without the middleware",
+    "blacksheep.server.application.Application.__call__": "say once if requests reach the app without the middleware",
     # The standard library.
     "logging.config.dictConfig": "put the kit's log handlers back after a logging config",
     "logging.config.fileConfig": "put the kit's log handlers back after a logging config",

@@ -4,7 +4,9 @@ Whether a server is hooked is read from its installed source (``ast``), not
 by importing it: importing ``daphne.server`` installs a Twisted reactor, and
 the doctor must not change the process it describes. The targets listed are
 the ones the kit's hooks check at start-up (``asgi/servers.py``,
-``asgi/granian.py``, ``asgi/daphne.py``).
+``asgi/granian.py``, ``asgi/daphne.py``, ``aiohttp/hooks.py``). The route
+column follows the framework hooks (``asgi/frameworks.py``, ``asgi/django.py``,
+``asgi/falcon.py``, ``asgi/blacksheep.py``, the aiohttp adapter).
 """
 
 from __future__ import annotations
@@ -35,11 +37,11 @@ FRAMEWORKS = (
     Framework("litestar", "Litestar", _NAMED),
     Framework("quart", "Quart", _NAMED),
     Framework("nexios", "Nexios", _NAMED),
-    Framework("django", "Django", _UNNAMED),
-    Framework("falcon", "Falcon", _UNNAMED),
-    Framework("blacksheep", "BlackSheep", _UNNAMED),
+    Framework("django", "Django", _NAMED + " (resolver_match.route)"),
+    Framework("falcon", "Falcon", _NAMED + " (uri_template)"),
+    Framework("blacksheep", "BlackSheep", _NAMED + " (the matched route pattern)"),
     Framework("sanic", "Sanic", _UNNAMED),
-    Framework("aiohttp", "aiohttp.web", "no: not an ASGI app"),
+    Framework("aiohttp", "aiohttp.web", _NAMED + " (the canonical route; served by aiohttp itself, not ASGI)"),
 )
 BARE = Framework("", "bare ASGI", "no: a bare ASGI app has no route template (spans are named by the method)")
 
@@ -71,6 +73,11 @@ SERVERS = (
         "with --interface asgi",
     ),
     Server("daphne", (Target("daphne.server", "Server.__init__", ("application", "action_logger")),)),
+    Server(
+        "aiohttp",
+        (Target("aiohttp.web_protocol", "RequestHandler._handle_request"), Target("aiohttp.web", "_run_app")),
+        "aiohttp.web apps",
+    ),
 )
 # Installed servers the kit cannot trace at all, and why.
 UNTRACEABLE = (

@@ -229,6 +229,7 @@ def test_installed_servers_are_listed_as_hooked(quiet_env: dict[str, str]) -> No
         ("gunicorn", " (with -k uvicorn.workers.UvicornWorker)"),
         ("granian", " (with --interface asgi)"),
         ("daphne", ""),
+        ("aiohttp", " (aiohttp.web apps)"),
     ]:
         assert f"  {server} {version(server)}: hooked{condition}\n" in output
     assert f"  werkzeug {version('werkzeug')}: a WSGI server" in output  # installed, never traced
@@ -238,7 +239,7 @@ def test_installed_servers_are_listed_as_hooked(quiet_env: dict[str, str]) -> No
     ("source", "routes"),
     [
         ("from starlette.applications import Starlette\napp = Starlette()\n", "yes"),
-        ("import falcon.asgi\napp = falcon.asgi.App()\n", "no"),
+        ("import falcon.asgi\napp = falcon.asgi.App()\n", "yes"),
         ("async def app(scope, receive, send):\n    pass\n", "no"),
     ],
 )

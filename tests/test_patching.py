@@ -17,7 +17,8 @@ def test_every_applied_patch_is_known() -> None:
     for module in ("starlette.routing", "quart.ctx", "nexios.routing.router",
                    "litestar.middleware._internal.exceptions.middleware",
                    "django.core.handlers.base", "falcon.asgi", "blacksheep.server.application",
-                   "aiohttp.web", "aiohttp.web_runner", "aiohttp.worker"):  # fmt: skip
+                   "aiohttp.web", "aiohttp.web_runner", "aiohttp.worker",
+                   "granian.asgi", "granian.server.common"):  # fmt: skip
         try:
             importlib.import_module(module)
         except ImportError:

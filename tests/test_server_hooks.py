@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
 import textwrap
 import types
@@ -11,9 +13,16 @@ from typing import Any
 
 import pytest
 
+from otel_asgi_kit import patching
 from otel_asgi_kit.asgi import daphne, granian, unhooked
 from otel_asgi_kit.asgi.import_hooks import when_imported
 from otel_asgi_kit.asgi.middleware import SPAN_KEY
+
+
+@pytest.fixture(autouse=True)
+def _own_patch_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in modules' patches stay out of the process-wide record other tests read."""
+    monkeypatch.setattr(patching, "_applied", [])
 
 
 @pytest.fixture
@@ -149,9 +158,18 @@ def test_daphne_console_access_log_is_replaced_and_a_file_one_kept() -> None:
     )
     generator = access.AccessLogGenerator
     generator.__module__ = "daphne.access"
-    daphne._hook(module, lambda app: ("wrapped", app), lambda: None)
+    calls: list[str] = []
+
+    def wrap_app(app: str) -> Any:
+        async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+            calls.append(app)
+
+        return wrapped
+
+    daphne._hook(module, wrap_app, lambda: None)
     console = module.Server("app", action_logger=generator(sys.stdout))
-    assert console.application == ("wrapped", "app")
+    asyncio.run(console.application({}, _noop, _noop))
+    assert calls == ["app"]  # the kit's wrapper around the given app
     assert console.action_logger is daphne.log_action
     with open(Path(__file__), encoding="utf-8") as file:
         kept = generator(file)
@@ -233,3 +251,73 @@ def test_middleware_added_inside_the_app_is_no_finding(capsys: pytest.CaptureFix
         asyncio.run(app(scope, receive, send))
     assert messages and messages[0]["status"] == 404
     assert "Inside" not in capsys.readouterr().err
+
+
+def test_daphne_app_failure_is_logged_once_where_it_happens() -> None:
+    """The kit logs an app's exception as it leaves the app; Daphne's later copy of it is dropped."""
+    module = _fake_module(
+        "daphne.server",
+        """
+        class Server:
+            def __init__(self, application, action_logger=None):
+                self.application = application
+            def run(self):
+                pass
+        """,
+    )
+    boom = RuntimeError("boom")
+
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        raise boom
+
+    daphne._hook(module, lambda app: app, lambda: None)
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    daphne.server_logger.addHandler(keep)
+    try:
+        with pytest.raises(RuntimeError):
+            asyncio.run(module.Server(failing).application({}, _noop, _noop))
+        # What Daphne's once-a-second check then logs for the same exception:
+        daphne.server_logger.error(daphne.FAILURE, boom, exc_info=boom)
+        other = ValueError("other")
+        daphne.server_logger.error(daphne.FAILURE, other, exc_info=other)  # not seen by the kit: kept
+    finally:
+        daphne.server_logger.removeHandler(keep)
+    assert [(r.getMessage(), r.funcName) for r in records] == [
+        ("Exception inside application: boom", "app_logging_failures"),
+        ("Exception inside application: other", "test_daphne_app_failure_is_logged_once_where_it_happens"),
+    ]
+
+
+# Tornado and waitress are not among the test dependencies; everything else is.
+_RELIED_ON = [
+    *[(module, f"{cls}.__call__") for module, cls, _ in unhooked.FRAMEWORK_APPS],
+    *[
+        (module, path)
+        for module, path, _, _ in unhooked.UNTRACEABLE_SERVERS
+        if not module.startswith(("tornado", "waitress"))
+    ],
+]
+
+
+@pytest.mark.parametrize(("module", "qualname"), _RELIED_ON)
+def test_what_the_checks_rely_on_is_in_the_installed_releases(module: str, qualname: str) -> None:
+    """Each app class and server start function the checks wrap exists in the release the tests install."""
+    from otel_asgi_kit.stacks import params_in_source
+
+    params = params_in_source(module, qualname)
+    assert params is not None, f"{module}.{qualname} is gone: the never-silently-off check for it is blind"
+    if qualname.endswith("__call__"):
+        assert params == ("scope", "receive", "send")
+
+
+def test_every_check_target_is_listed_with_the_kit_s_patches() -> None:
+    """The never-silently-off checks patch only targets listed in otel_asgi_kit.patching.KNOWN."""
+    targets = [f"{module}.{path}" for module, path, _, _ in unhooked.UNTRACEABLE_SERVERS]
+    targets += [f"{module}.{cls}.__call__" for module, cls, _ in unhooked.FRAMEWORK_APPS]
+    assert [t for t in targets if t not in patching.KNOWN] == []

@@ -21,6 +21,10 @@ ROUTING_INSIDE = ["django", "falcon", "blacksheep"]
 CASES = [(f, s) for f in FRAMEWORKS for s in SERVERS] + [
     (f, s) for f in ROUTING_INSIDE for s in ("uvicorn", "hypercorn")
 ]
+# Granian and Daphne load the app their own way (Starlette under them: test_servers_more.py).
+CASES += [("django", "granian"), ("django", "daphne")]
+# Servers that write an access log only when asked; the kit keeps a server's choice.
+ACCESS_LOG_ARGS = {"gunicorn": ("--access-logfile", "-"), "granian": ("--access-log",)}
 SERVER_KIND = 2  # SpanKind.SERVER in OTLP
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -36,8 +40,7 @@ def _trace_id(response: httpx.Response) -> str:
 @pytest.mark.parametrize(("framework", "server"), CASES)
 def test_framework_under_server(framework: str, server: str, receiver: OtlpReceiver) -> None:
     """One correct SERVER span per request, trace header, JSON stdout and OTLP logs tied to it."""
-    # gunicorn writes an access log only when asked; the kit keeps a server's choice.
-    extra = ("--access-logfile", "-") if server == "gunicorn" else ()
+    extra = ACCESS_LOG_ARGS.get(server, ())
     with run_server(server, f"examples.{framework}_app:app", kit_env(receiver.endpoint), extra_args=extra) as srv:
         # A connection each: servers close a keep-alive connection after an app error.
         base = srv.base_url

@@ -57,6 +57,18 @@ def test_granian_with_an_rsgi_interface_says_so_once_at_start(receiver: OtlpRece
     assert "Granian with --interface rsgi" in lines[0] and "granian --interface asgi" in lines[0]
 
 
+def test_gunicorn_with_a_wsgi_worker_says_so_once_at_start(receiver: OtlpReceiver) -> None:
+    """gunicorn's default sync worker (a WSGI app, 2 workers): one line from the master, the app serves."""
+    env = kit_env(receiver.endpoint)
+    with run_server("gunicorn", "tests.support.wsgi_app:app", env, workers=2, extra_args=("-k", "sync")) as srv:
+        response = httpx.get(srv.base_url + "/items/1")
+        stderr = srv.stderr()
+    assert response.text == "ok" and "traceresponse" not in response.headers
+    lines = _finding_lines(stderr)
+    assert len(lines) == 1, stderr
+    assert "gunicorn with worker class 'sync'" in lines[0] and "uvicorn.workers.UvicornWorker" in lines[0]
+
+
 def test_wsgi_development_server_says_so_when_it_starts() -> None:
     """Flask's/werkzeug's WSGI server started under the kit: one line naming it, the app still serves."""
     port = free_port()

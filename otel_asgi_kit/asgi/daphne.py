@@ -12,12 +12,16 @@ kit's format, OTLP export and query redaction. Daphne calls it while the app
 sends its last body message, inside the request's span: the line carries the
 trace id. An access log written to a file (``--access-log PATH``) stays as
 Daphne writes it.
+
+Daphne logs an app's exception from a check that runs every second, far from
+the request. The kit logs it instead, with Daphne's words, as the exception
+leaves the app - where the failed request's span is still current - and
+drops Daphne's later copy of that same exception.
 """
 
 from __future__ import annotations
 
 import contextvars
-import functools
 import inspect
 import logging
 import sys
@@ -28,14 +32,17 @@ from typing import Any
 from otel_asgi_kit.asgi.import_hooks import when_imported
 from otel_asgi_kit.failsafe import warn as _warn
 from otel_asgi_kit.loop_health import ensure_loop_monitor
+from otel_asgi_kit.patching import patch
 
-_PATCHED = "__otel_asgi_kit_patched__"
 # Twisted's asyncio reactor fires all due timers from one asyncio timer, armed in
 # whatever context last scheduled one - often a request's. Daphne's periodic
-# checks (which log "Exception inside application") would then carry another
-# request's trace id; they run in an empty context instead.
+# checks would then log under another request's trace id; they run in an empty
+# context instead.
 _TIMED_CHECKS = ("application_checker", "timeout_checker")
 access_logger = logging.getLogger("daphne.access")
+server_logger = logging.getLogger("daphne.server")
+FAILURE = "Exception inside application: %s"  # Daphne's own message
+_LOGGED = "_otel_asgi_kit_logged"
 
 _warned: set[str] = set()
 
@@ -69,23 +76,19 @@ def _hook(module: ModuleType, wrap_app: Callable[[Any], Any], on_server_exit: Ca
         return
     assert server is not None
     signature = inspect.signature(server.__init__)
-    init = server.__init__
-    if not getattr(init, _PATCHED, False):
 
-        @functools.wraps(init)
+    def make_init(init: Any) -> Any:
         def patched_init(self: Any, *args: Any, **kwargs: Any) -> None:
             bound = signature.bind(self, *args, **kwargs)
-            bound.arguments["application"] = wrap_app(bound.arguments["application"])
+            bound.arguments["application"] = _log_failures(wrap_app(bound.arguments["application"]))
             action_logger = bound.arguments.get("action_logger")
             if _writes_to_console(action_logger):
                 bound.arguments["action_logger"] = log_action
             init(*bound.args, **bound.kwargs)
 
-        setattr(patched_init, _PATCHED, True)
-        server.__init__ = patched_init
-        run = server.run
+        return patched_init
 
-        @functools.wraps(run)
+    def make_run(run: Any) -> Any:
         def patched_run(self: Any) -> None:
             _monitor_loop_when_running()
             try:
@@ -93,15 +96,38 @@ def _hook(module: ModuleType, wrap_app: Callable[[Any], Any], on_server_exit: Ca
             finally:
                 on_server_exit()  # the reactor stopped: flush before Daphne's exit path
 
-        setattr(patched_run, _PATCHED, True)
-        server.run = patched_run
-        for name in _TIMED_CHECKS:
-            if hasattr(server, name):
-                setattr(server, name, _in_empty_context(getattr(server, name)))
+        return patched_run
+
+    patch(server, "__init__", make_init)
+    patch(server, "run", make_run)
+    for name in _TIMED_CHECKS:
+        if callable(getattr(server, name, None)):
+            patch(server, name, _in_empty_context)
+    if _skip_logged_failures not in server_logger.filters:
+        server_logger.addFilter(_skip_logged_failures)
+
+
+def _log_failures(app: Any) -> Any:
+    async def app_logging_failures(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await app(scope, receive, send)
+        except Exception as exc:
+            server_logger.error(FAILURE, exc, exc_info=exc)
+            try:
+                setattr(exc, _LOGGED, True)
+            except Exception:  # noqa: S110 - an exception type without attributes: Daphne's copy stays
+                pass
+            raise
+
+    return app_logging_failures
+
+
+def _skip_logged_failures(record: logging.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (record.msg == FAILURE and getattr(exc, _LOGGED, False) and record.funcName != "app_logging_failures")
 
 
 def _in_empty_context(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
     def run(*args: Any, **kwargs: Any) -> Any:
         return contextvars.Context().run(method, *args, **kwargs)
 
@@ -136,7 +162,6 @@ def log_action(protocol: str, action: str, details: dict[str, Any]) -> None:
             details.get("path"),
             details.get("status"),
             details.get("size"),
-            extra={"http.response.status_code": details.get("status")},
         )
     elif protocol == "websocket" and action in _WS_ACTIONS:
         access_logger.info('%s - "%s %s"', details.get("client") or "-", _WS_ACTIONS[action], details.get("path"))

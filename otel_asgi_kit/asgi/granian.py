@@ -22,7 +22,6 @@ fork: ``atexit`` never runs there, so the final flush is registered as a
 
 from __future__ import annotations
 
-import functools
 import inspect
 import multiprocessing
 import multiprocessing.util
@@ -37,8 +36,8 @@ from otel_asgi_kit.asgi import unhooked
 from otel_asgi_kit.asgi.import_hooks import when_imported
 from otel_asgi_kit.asgi.keys import SPAN_KEY
 from otel_asgi_kit.failsafe import warn as _warn
+from otel_asgi_kit.patching import patch
 
-_PATCHED = "__otel_asgi_kit_patched__"
 _RUNNERS = ("granian.server.mp", "granian.server.mt", "granian.server.embed")
 CALLBACK_PARAMS = ("callback", "scope_opts", "state", "access_log_fmt")
 ACCESS_LOGGER_PARAMS = ("fmt",)
@@ -70,19 +69,19 @@ def install(
 def _check_interface(module: ModuleType) -> None:
     """``Granian(...).serve()`` with an RSGI or WSGI app: said once, in the main process, at start."""
     server = getattr(module, "AbstractServer", None)
-    serve = getattr(server, "serve", None)
-    if serve is None or getattr(serve, _PATCHED, False):
-        return
+    if not isinstance(server, type) or not callable(getattr(server, "serve", None)):
+        return  # nothing to check with: the servers still run, traced through the callback hook
 
-    @functools.wraps(serve)
-    def checked_serve(self: Any, *args: Any, **kwargs: Any) -> Any:
-        interface = str(getattr(self.interface, "value", self.interface))
-        if interface not in ("asgi", "asginl"):
-            unhooked.report(f"Granian with --interface {interface}", unhooked.NOT_ASGI)
-        return serve(self, *args, **kwargs)
+    def make(serve: Any) -> Any:
+        def checked_serve(self: Any, *args: Any, **kwargs: Any) -> Any:
+            interface = str(getattr(self.interface, "value", self.interface))
+            if interface not in ("asgi", "asginl"):
+                unhooked.report(f"Granian with --interface {interface}", unhooked.NOT_ASGI)
+            return serve(self, *args, **kwargs)
 
-    setattr(checked_serve, _PATCHED, True)
-    server.serve = checked_serve  # type: ignore[union-attr]
+        return checked_serve
+
+    patch(server, "serve", make)
 
 
 def _params(function: Any) -> tuple[str, ...]:
@@ -99,20 +98,20 @@ def _hook(module: ModuleType, wrap_app: Callable[[Any], Any], on_server_exit: Ca
         )
         return
     original = callback_wrapper
-    if not getattr(original, _PATCHED, False):
 
-        @functools.wraps(original)
-        def wrapper(callback: Any, scope_opts: Any, state: Any, access_log_fmt: Any = None) -> Any:
+    def make(original: Any) -> Any:
+        def callback_wrapper(callback: Any, scope_opts: Any, state: Any, access_log_fmt: Any = None) -> Any:
             _flush_at_worker_exit(on_server_exit)
             return original(wrap_app(callback), scope_opts, state, access_log_fmt)
 
-        setattr(wrapper, _PATCHED, True)
-        module._callback_wrapper = wrapper  # type: ignore[attr-defined]
-        # Runners imported before the hook (a programmatic start) bound the original.
-        for name in _RUNNERS:
-            runner = sys.modules.get(name)
-            if runner is not None and getattr(runner, "_asgi_call_wrap", None) is original:
-                runner._asgi_call_wrap = wrapper  # type: ignore[attr-defined]
+        return callback_wrapper
+
+    patch(module, "_callback_wrapper", make)
+    # Runners imported before the hook (a programmatic start) bound the original under another name.
+    for name in _RUNNERS:
+        runner = sys.modules.get(name)
+        if runner is not None and getattr(runner, "_asgi_call_wrap", None) is original:
+            runner._asgi_call_wrap = module._callback_wrapper  # type: ignore[attr-defined]
     _link_access_log(module)
 
 
@@ -124,27 +123,26 @@ def _link_access_log(module: ModuleType) -> None:
             "are exported without the request's trace id"
         )
         return
-    if getattr(build, _PATCHED, False):
-        return
 
-    @functools.wraps(build)
-    def build_linked(fmt: Any) -> Any:
-        access_log = build(fmt)
+    def make(build: Any) -> Any:
+        def build_linked(fmt: Any) -> Any:
+            access_log = build(fmt)
 
-        def linked(rt: Any, mt: Any, scope: Any, resp_code: Any) -> Any:
-            span = scope.get(SPAN_KEY)
-            if span is None:
-                return access_log(rt, mt, scope, resp_code)
-            token = context.attach(trace.set_span_in_context(span))
-            try:
-                return access_log(rt, mt, scope, resp_code)
-            finally:
-                context.detach(token)
+            def linked(rt: Any, mt: Any, scope: Any, resp_code: Any) -> Any:
+                span = scope.get(SPAN_KEY)
+                if span is None:
+                    return access_log(rt, mt, scope, resp_code)
+                token = context.attach(trace.set_span_in_context(span))
+                try:
+                    return access_log(rt, mt, scope, resp_code)
+                finally:
+                    context.detach(token)
 
-        return linked
+            return linked
 
-    setattr(build_linked, _PATCHED, True)
-    module._build_access_logger = build_linked  # type: ignore[attr-defined]
+        return build_linked
+
+    patch(module, "_build_access_logger", make)
 
 
 _flush_registered = False

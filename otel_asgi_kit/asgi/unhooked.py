@@ -30,6 +30,7 @@ from typing import Any
 from otel_asgi_kit.asgi.import_hooks import when_imported
 from otel_asgi_kit.asgi.keys import SPAN_KEY
 from otel_asgi_kit.failsafe import warn
+from otel_asgi_kit.patching import patch
 from otel_asgi_kit.types import Receive, Scope, Send
 
 INSTRUMENT = "wrap the app with app = otel_asgi_kit.instrument(app)"
@@ -97,38 +98,36 @@ def _watch_start(module: ModuleType, *, path: str, what: str, advice: str) -> No
     if found is None:
         return
     owner, name = found
-    original = getattr(owner, name)
-    if getattr(original, "__otel_asgi_kit_patched__", False):
-        return
 
-    @functools.wraps(original)
-    def start(*args: Any, **kwargs: Any) -> Any:
-        report(what, advice)
-        return original(*args, **kwargs)
+    def make(original: Any) -> Any:
+        def start(*args: Any, **kwargs: Any) -> Any:
+            report(what, advice)
+            return original(*args, **kwargs)
 
-    start.__otel_asgi_kit_patched__ = True  # type: ignore[attr-defined]
-    setattr(owner, name, start)
+        return start
+
+    patch(owner, name, make)
 
 
 def _check_first_request(module: ModuleType, *, name: str, framework: str) -> None:
     cls = getattr(module, name, None)
-    original = getattr(cls, "__call__", None)  # noqa: B004 - the class's ASGI entry, not callable()
-    if cls is None or original is None or getattr(original, "__otel_asgi_kit_patched__", False):
+    if not isinstance(cls, type) or getattr(cls, "__call__", None) is None:  # noqa: B004 - the ASGI entry
         return
 
-    @functools.wraps(original)
-    async def first_call(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") != "http" or _excluded(scope.get("path", "")):
-            await original(self, scope, receive, send)
-            return
-        if cls.__dict__.get("__call__") is first_call:
-            cls.__call__ = original  # checked once: later requests go straight in
-        try:
-            await original(self, scope, receive, send)
-        finally:
-            # Looked at afterwards: the middleware may sit inside the app (``app.add_middleware``).
-            if SPAN_KEY not in scope:
-                report(f"{framework} gets requests from a server the kit does not hook", INSTRUMENT)
+    def make(original: Any) -> Any:
+        async def first_call(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope.get("type") != "http" or _excluded(scope.get("path", "")):
+                await original(self, scope, receive, send)
+                return
+            if cls.__dict__.get("__call__") is first_call:
+                cls.__call__ = original  # type: ignore[method-assign] # checked once: later requests go straight in
+            try:
+                await original(self, scope, receive, send)
+            finally:
+                # Looked at afterwards: the middleware may sit inside the app (``app.add_middleware``).
+                if SPAN_KEY not in scope:
+                    report(f"{framework} gets requests from a server the kit does not hook", INSTRUMENT)
 
-    first_call.__otel_asgi_kit_patched__ = True  # type: ignore[attr-defined]
-    cls.__call__ = first_call
+        return first_call
+
+    patch(cls, "__call__", make)

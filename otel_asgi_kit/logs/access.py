@@ -10,7 +10,9 @@ from otel_asgi_kit.redaction import AIOHTTP_REQUEST_LINE
 _UVICORN = "uvicorn.access"
 # Loggers whose records carry a request (checked by name first: a set lookup per record). aiohttp
 # logs on aiohttp.access, or on gunicorn.access under its gunicorn worker.
-ACCESS_LOGGERS = frozenset({_UVICORN, "aiohttp.access", "gunicorn.access"})
+_GRANIAN = "granian.access"
+_DAPHNE = "daphne.access"
+ACCESS_LOGGERS = frozenset({_UVICORN, "aiohttp.access", "gunicorn.access", _GRANIAN, _DAPHNE})
 
 
 def access_fields(record: logging.LogRecord) -> dict[str, Any] | None:
@@ -18,6 +20,17 @@ def access_fields(record: logging.LogRecord) -> dict[str, Any] | None:
     args = record.args
     if record.name == _UVICORN and isinstance(args, tuple) and len(args) == 5:
         client, method, path, _version, status = args
+        return {
+            "client.address": str(client).rsplit(":", 1)[0],
+            "http.request.method": method,
+            "url.original": path,
+            "http.response.status_code": status,
+        }
+    if record.name == _GRANIAN and isinstance(args, dict):
+        return _granian_access_fields(args)
+    if record.name == _DAPHNE and isinstance(args, tuple) and len(args) == 5:
+        # The kit's own record for Daphne (asgi/daphne.py): client, method, URL, status, size.
+        client, method, path, status, _size = args
         return {
             "client.address": str(client).rsplit(":", 1)[0],
             "http.request.method": method,
@@ -45,4 +58,17 @@ def _aiohttp_access_fields(fields: dict[str, Any], line: str) -> dict[str, Any]:
     remote = fields.get("remote_address")
     if isinstance(remote, str) and remote != "-":
         doc["client.address"] = remote
+    return doc
+
+
+def _granian_access_fields(atoms: dict[str, Any]) -> dict[str, Any]:
+    """Granian passes a mapping of its access-log atoms; the query string (already redacted) is apart."""
+    doc: dict[str, Any] = {"http.request.method": atoms.get("method"), "http.response.status_code": atoms.get("status")}
+    path = atoms.get("path")
+    if isinstance(path, str):
+        query = atoms.get("query_string")
+        doc["url.original"] = f"{path}?{query}" if query else path
+    addr = atoms.get("addr")
+    if isinstance(addr, str):
+        doc["client.address"] = addr
     return doc

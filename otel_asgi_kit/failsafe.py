@@ -34,3 +34,15 @@ def warn(message: str) -> None:
         sys.stderr.flush()
     except Exception:  # noqa: S110
         pass
+
+
+_said: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """``warn``, once per process for the same message (a forked worker inherits what its parent said)."""
+    with _lock:
+        if message in _said:
+            return
+        _said.add(message)
+    warn(message)

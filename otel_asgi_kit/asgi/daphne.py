@@ -30,7 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from otel_asgi_kit.asgi.import_hooks import when_imported
-from otel_asgi_kit.failsafe import warn as _warn
+from otel_asgi_kit.failsafe import warn_once as warn
 from otel_asgi_kit.loop_health import ensure_loop_monitor
 from otel_asgi_kit.patching import patch
 
@@ -43,15 +43,6 @@ access_logger = logging.getLogger("daphne.access")
 server_logger = logging.getLogger("daphne.server")
 FAILURE = "Exception inside application: %s"  # Daphne's own message
 _LOGGED = "_otel_asgi_kit_logged"
-
-_warned: set[str] = set()
-
-
-def warn(message: str) -> None:
-    """Once per process (a forked worker inherits what its parent already said)."""
-    if message not in _warned:
-        _warned.add(message)
-        _warn(message)
 
 
 def install(

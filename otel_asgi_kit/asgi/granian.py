@@ -35,7 +35,7 @@ from opentelemetry import context, trace
 from otel_asgi_kit.asgi import unhooked
 from otel_asgi_kit.asgi.import_hooks import when_imported
 from otel_asgi_kit.asgi.keys import SPAN_KEY
-from otel_asgi_kit.failsafe import warn as _warn
+from otel_asgi_kit.failsafe import warn_once as warn
 from otel_asgi_kit.patching import patch
 
 _RUNNERS = ("granian.server.mp", "granian.server.mt", "granian.server.embed")
@@ -43,15 +43,6 @@ CALLBACK_PARAMS = ("callback", "scope_opts", "state", "access_log_fmt")
 ACCESS_LOGGER_PARAMS = ("fmt",)
 # multiprocessing runs finalizers by descending priority at the worker's exit; any value >= 0 runs.
 _FLUSH_PRIORITY = 10
-
-_warned: set[str] = set()
-
-
-def warn(message: str) -> None:
-    """Once per process (a forked worker inherits what its parent already said)."""
-    if message not in _warned:
-        _warned.add(message)
-        _warn(message)
 
 
 def install(

@@ -116,8 +116,8 @@ def _outbox(exporter: Any, factory: OutboxFactory | None) -> Outbox | None:
     return factory(exporter._client, exporter._metrics, lambda data, count: _post(exporter, data, count))
 
 
-class DirectSpanExporter(OTLPSpanExporter):
-    """``OTLPSpanExporter`` encoding with ``wire.encode_trace_request``."""
+class _Direct:
+    """What both direct exporters add to the stock ones: the direct path's check and the spool's outbox."""
 
     def __init__(self, *, outbox: OutboxFactory | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -127,7 +127,11 @@ class DirectSpanExporter(OTLPSpanExporter):
     def shutdown(self) -> None:
         if self.outbox is not None:
             self.outbox.close()
-        super().shutdown()  # type: ignore[no-untyped-call]
+        super().shutdown()  # type: ignore[misc]
+
+
+class DirectSpanExporter(_Direct, OTLPSpanExporter):
+    """``OTLPSpanExporter`` encoding with ``wire.encode_trace_request``."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not self.direct or self._shutdown:
@@ -135,18 +139,8 @@ class DirectSpanExporter(OTLPSpanExporter):
         return _send(self, spans, wire.encode_trace_request, "span", SpanExportResult.SUCCESS, SpanExportResult.FAILURE)
 
 
-class DirectLogExporter(OTLPLogExporter):
+class DirectLogExporter(_Direct, OTLPLogExporter):
     """``OTLPLogExporter`` encoding with ``wire.encode_logs_request``."""
-
-    def __init__(self, *, outbox: OutboxFactory | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.direct = _has_direct_path(self)
-        self.outbox = _outbox(self, outbox)
-
-    def shutdown(self) -> None:
-        if self.outbox is not None:
-            self.outbox.close()
-        super().shutdown()  # type: ignore[no-untyped-call]
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         if not self.direct or self._shutdown:

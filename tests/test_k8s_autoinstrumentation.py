@@ -75,7 +75,9 @@ def test_plain_uvicorn_is_instrumented_by_sitecustomize(pod: tuple[Path, dict[st
         env = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
         process = processes.start(command, log_file, env, services.REPO_ROOT)
         try:
-            processes.wait_until(f"{admin}/healthz", process, log_file, "injected app", 60)
+            processes.wait_until(f"{admin}/healthz", process, log_file, "injected app's admin port", 60)
+            # The admin port opens at configure(), before uvicorn binds the app's port: wait for that too.
+            processes.wait_until(f"http://{services.HOST}:{port}/healthz", process, log_file, "injected app", 60)
             assert httpx.get(f"http://{services.HOST}:{port}/items/7", timeout=10).status_code == 200
             scrape = httpx.get(f"{admin}/metrics", timeout=10).text
             assert "http_server_request_duration_seconds_count{" in scrape

@@ -24,7 +24,11 @@ from otel_asgi_kit.loop_health import ensure_loop_monitor
 from otel_asgi_kit.patching import patch
 from otel_asgi_kit.types import ASGIApp
 
-_GUNICORN_ADVICE = "the kit traces ASGI apps through uvicorn's worker: gunicorn -k uvicorn.workers.UvicornWorker"
+_TRACED_GUNICORN_WORKERS = ("uvicorn", "aiohttp")
+_GUNICORN_ADVICE = (
+    "the kit traces ASGI apps through uvicorn's worker (gunicorn -k uvicorn.workers.UvicornWorker) "
+    "and aiohttp.web apps through aiohttp.GunicornWebWorker"
+)
 _on_server_exit: Callable[[], None] = lambda: None  # noqa: E731 - replaced at install
 
 
@@ -127,7 +131,8 @@ def _hook_gunicorn(after_logging_config: Callable[[], None]) -> None:
             original(self, cfg)
             after_logging_config()
             worker = str(getattr(cfg, "worker_class_str", "uvicorn"))
-            if "uvicorn" not in worker.lower():
+            # uvicorn's worker runs ASGI apps, aiohttp's runs aiohttp.web apps: the kit traces both.
+            if not any(traced in worker.lower() for traced in _TRACED_GUNICORN_WORKERS):
                 unhooked.report(f"gunicorn with worker class {worker!r}", _GUNICORN_ADVICE)
 
         return setup

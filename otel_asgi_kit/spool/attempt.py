@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+
 _OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^\"')]+)")
 _RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 _NEEDED = ("_compress", "_submit", "_transport", "_timeout")
@@ -42,9 +44,13 @@ def supports(client: object) -> bool:
 
 
 def post_once(client: Any, body: bytes) -> Attempt:
-    """What the stock client's first try does (including its one immediate reconnect)."""
+    """What the stock client's first try does (including its one immediate reconnect).
+
+    Instrumentation is suppressed, as the SDK does on its export thread: the spool's own replay thread
+    must not make CLIENT spans (requests, urllib3) of the kit's POSTs to the collector."""
     try:
-        result = client._submit(client._compress(body), client._timeout)
+        with suppress_instrumentation():
+            result = client._submit(client._compress(body), client._timeout)
     except Exception as exc:
         return Attempt(False, False, None, exc)
     status = result.status_code

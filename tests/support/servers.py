@@ -26,6 +26,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Now and then (about 1 stop in 6 with aiohttp's worker, once seen with uvicorn's on Python 3.13) one
+# gunicorn worker under the kit stays in its event loop after the master's SIGTERM until gunicorn's
+# graceful timeout, with all its telemetry already exported; never seen without the kit. Not yet
+# understood (see the closing note of the session that found it); bounded here so a stop ends in seconds.
+GUNICORN_GRACE = ("--graceful-timeout", "5")
+
+
 def server_command(server: str, app: str, port: int, workers: int = 1) -> list[str]:
     if server == "uvicorn":
         cmd = [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port)]
@@ -43,6 +50,7 @@ def server_command(server: str, app: str, port: int, workers: int = 1) -> list[s
             f"127.0.0.1:{port}",
             "-w",
             str(workers),
+            *GUNICORN_GRACE,
         ]
     if server == "granian":
         cmd = [str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
@@ -67,10 +75,7 @@ def server_command(server: str, app: str, port: int, workers: int = 1) -> list[s
             f"127.0.0.1:{port}",
             "-w",
             str(workers),
-            # About 1 stop in 6 leaves a worker that served nothing waiting out the graceful timeout under
-            # the kit (never without it); bounded here, reported in the closing note, not yet understood.
-            "--graceful-timeout",
-            "5",
+            *GUNICORN_GRACE,
         ]
     raise ValueError(server)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.infra import processes
-from tests.infra.services import HOST, REPO_ROOT, Collector, ServiceUnavailable, free_port
+from tests.infra.services import HOST, REPO_ROOT, Collector, ServiceUnavailable, ensure_collector, free_port
 
 CLOUDWATCH_MANIFEST = REPO_ROOT / "collector" / "cloudwatch" / "builder-config.yaml"
 CLOUDWATCH_CONFIG = REPO_ROOT / "collector" / "cloudwatch" / "otel-collector-cloudwatch.yaml"
@@ -29,21 +28,7 @@ class Moto:
 
 def ensure_cloudwatch_collector() -> Path:
     """Build (or reuse) otelcol-kit-cloudwatch from collector/cloudwatch/builder-config.yaml."""
-    if shutil.which("go") is None:
-        raise ServiceUnavailable("`go` is not on PATH; collector/build.sh needs Go >= 1.25")
-    script = REPO_ROOT / "collector" / "build.sh"
-    result = subprocess.run(
-        ["bash", str(script), str(CLOUDWATCH_MANIFEST)],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=45 * 60,
-        check=False,
-    )
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        raise ServiceUnavailable(f"{script} {CLOUDWATCH_MANIFEST} exited {result.returncode}:\n{result.stderr[-3000:]}")
-    return Path(lines[-1])
+    return ensure_collector(CLOUDWATCH_MANIFEST)
 
 
 def _moto_server() -> list[str]:

@@ -104,12 +104,13 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) ->
 # --- binaries ---------------------------------------------------------------
 
 
-def ensure_collector() -> Path:
-    """Build (or reuse) otelcol-kit with collector/build.sh; return its path."""
+def ensure_collector(manifest: Path | None = None) -> Path:
+    """Build (or reuse) a collector with collector/build.sh (our manifest, or ``manifest``); return its path."""
     if shutil.which("go") is None:
         raise ServiceUnavailable("`go` is not on PATH; collector/build.sh needs Go >= 1.25")
+    extra = [str(manifest)] if manifest is not None else []
     result = subprocess.run(
-        ["bash", str(COLLECTOR_BUILD_SCRIPT)],
+        ["bash", str(COLLECTOR_BUILD_SCRIPT), *extra],
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
@@ -118,7 +119,8 @@ def ensure_collector() -> Path:
     )
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or not lines:
-        raise ServiceUnavailable(f"{COLLECTOR_BUILD_SCRIPT} exited {result.returncode}:\n{result.stderr[-3000:]}")
+        what = " ".join([str(COLLECTOR_BUILD_SCRIPT), *extra])
+        raise ServiceUnavailable(f"{what} exited {result.returncode}:\n{result.stderr[-3000:]}")
     return Path(lines[-1])
 
 

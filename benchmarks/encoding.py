@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind
 
 from otel_asgi_kit.logs.otlp_handler import OtlpLogHandler
 from otel_asgi_kit.resource import StableResource
-from otel_asgi_kit.sdk import wire
+from otel_asgi_kit.sdk import wire, wire_logs
 
 BATCH = 512
 RESOURCE = StableResource({"service.name": "bench", "service.instance.id": "a1b2", "host.name": "h"})
@@ -82,7 +82,7 @@ def main() -> None:
     logs = log_records(spans)
     cases = {
         "span": (lambda: encode_spans(spans).SerializePartialToString(), lambda: wire.encode_trace_request(spans)),
-        "log record": (lambda: encode_logs(logs).SerializeToString(), lambda: wire.encode_logs_request(logs)),
+        "log record": (lambda: encode_logs(logs).SerializeToString(), lambda: wire_logs.encode_logs_request(logs)),
     }
     for name, (stock, kit) in cases.items():
         assert stock() == kit(), f"{name}: the encoders disagree"

@@ -27,6 +27,7 @@ ROOT = BENCH.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_CORE = 0  # the server and all its threads (export threads included)
 CLIENT_CORE = 1  # wrk and the OTLP sink
+TAIL_RATIO = 0.1  # the kit-tail variant keeps this share of the requests that neither failed nor were slow
 
 STOCK_VENV = Path.home() / ".cache" / "otel-asgi-kit" / "bench" / "stock-venv"
 # 0.66b1 is the newest contrib release that has opentelemetry-instrumentation-starlette;
@@ -296,6 +297,9 @@ class Variant:
                 OTEL_EXPORTER_PROMETHEUS_HOST="127.0.0.1",
                 OTEL_EXPORTER_PROMETHEUS_PORT=str(admin_port or free_port()),
             )
+        if self.name == "kit-tail":
+            # Tail sampling: errors, 5xx and requests over 1 s always, 10 % of the rest (by trace id).
+            env.update(OTEL_ASGI_KIT_TAIL_SAMPLING_RATIO=str(TAIL_RATIO), OTEL_ASGI_KIT_TAIL_SAMPLING_SLOW_MS="1000")
         if self.launcher and otlp_endpoint is not None:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_endpoint
         return env
@@ -308,6 +312,7 @@ def make_variants(
     variants = {
         "bare": Variant("bare", kit_bin, launcher=False, exports=False, framework=framework),
         "kit": Variant("kit", kit_bin, launcher=True, exports=True, framework=framework),
+        "kit-tail": Variant("kit-tail", kit_bin, launcher=True, exports=True, framework=framework),
     }
     if base_kit_python is not None:
         variants["kit-base"] = Variant(

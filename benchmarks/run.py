@@ -26,6 +26,7 @@ from harness import (
     BENCH,
     REPORTED_PACKAGES,
     STOCK_VENV,
+    TAIL_RATIO,
     Server,
     Sink,
     StockUnavailableError,
@@ -64,8 +65,10 @@ SCENARIOS = {
         Scenario("log-line", "/log/1", access_log=False, what="GET /log/{id}: the handler logs one INFO line"),
     )
 }
-VARIANT_ORDER = ("bare", "stock", "kit-base", "kit")
+VARIANT_ORDER = ("bare", "stock", "kit-base", "kit", "kit-tail")
 EXPECTED_SPANS = {"kit": 1.0, "kit-base": 1.0, "stock": 3.0}
+# kit-tail keeps TAIL_RATIO of the requests by trace id: a binomial share, so a band, not an exact count
+TAIL_SPANS = (TAIL_RATIO * 0.8, TAIL_RATIO * 1.2)
 SPAN_TOLERANCE = 0.02  # requests in flight when wrk stops are served (and traced) but not counted by wrk
 READY_PATH = "/items/0"  # traced by every variant, so the probe counts as a request
 
@@ -86,7 +89,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--retries", type=int, default=2, help="at most this many re-measurements per run")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated: " + ", ".join(SCENARIOS))
     parser.add_argument(
-        "--variants", default="bare,stock,kit", help="comma-separated subset of " + ",".join(VARIANT_ORDER)
+        "--variants", default="bare,stock,kit,kit-tail", help="comma-separated subset of " + ",".join(VARIANT_ORDER)
     )
     parser.add_argument(
         "--base-kit-python",
@@ -270,6 +273,10 @@ def checks(runs: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
             if not low * per <= sink["spans"] <= high * per:
                 message = f"{where}: {sink['spans']} spans for {low}..{high} requests, expected {per:g} per request"
                 (problems if r["variant"].startswith("kit") else notes).append(message)
+        if r["variant"] == "kit-tail" and sink.get("decodes") and low:
+            share = sink["spans"] / low
+            if not TAIL_SPANS[0] <= share <= TAIL_SPANS[1]:
+                problems.append(f"{where}: {share:.3f} spans per request exported, expected about {TAIL_RATIO:g}")
         if r["variant"].startswith("kit"):
             if not sink.get("spans") and not sink.get("requests", {}).get("traces"):
                 problems.append(f"{where}: the sink received no span from the kit")
@@ -283,6 +290,35 @@ def checks(runs: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
                     "(the access log is on anyway)"
                 )
     return problems, notes
+
+
+def goals(rows: list[dict[str, Any]]) -> list[str]:
+    """The overhead goals (issue "Overhead you can leave on, part 2"), met or not, from this run's medians."""
+    by = {(r["scenario"], r["variant"]): r for r in rows}
+
+    def line(what: str, value: float | None, target: str, met: bool | None, spec: str) -> str:
+        verdict = "—" if met is None else ("met" if met else "NOT met")
+        return f"| {what} | {fmt(value, spec)} | {target} | {verdict} |"
+
+    found = []
+    log_kit, log_stock = by.get(("log-line", "kit")), by.get(("log-line", "stock"))
+    if log_kit:
+        value = log_kit["rps_vs_bare"]
+        found.append(line("log-line: kit req/s ÷ bare", value, "≥ 0.5", None if value is None else value >= 0.5, ".2f"))
+        if log_stock:
+            value = ratio(log_kit["rps"], log_stock["rps"])
+            found.append(
+                line("log-line: kit req/s ÷ stock", value, "≥ 5", None if value is None else value >= 5, ".2f")
+            )
+    for variant, limit in (("kit", 40), ("kit-tail", 25)):
+        row = by.get(("plain", variant))
+        if row:
+            value = row["overhead_us_per_req"]
+            met = None if value is None else value <= limit
+            found.append(line(f"plain: {variant} overhead µs/req", value, f"≤ {limit}", met, "+.0f"))
+    if not found:
+        return []
+    return ["", "Goals (medians of this run):", "", "| goal | value | target | |", "|---|---:|---|---|", *found]
 
 
 def fmt(value: float | None, spec: str = ".0f", suffix: str = "") -> str:
@@ -365,6 +401,7 @@ def render(
                 f"| {v['scenario']} | {fmt(v['cpu'], '.2f')} | {fmt(v['overhead'], '.2f')} "
                 f"| {fmt(v['rps'], '.2f')} | {fmt(v['p99'], '.2f')} |"
             )
+    lines += goals(rows)
     verdict = (
         "every run verified (kit: 1 span per request at the sink, Prometheus count = requests; no failed requests)"
         if not problems

@@ -36,6 +36,7 @@ from otel_asgi_kit.export.health import (
 from otel_asgi_kit.export.otlp import otlp_exporter
 from otel_asgi_kit.export.tail_sampling import TailSampler
 from otel_asgi_kit.metrics.snapshots import SnapshotExporter
+from otel_asgi_kit.sdk.encoded import EncodingLogRecordProcessor, EncodingSpanProcessor
 from otel_asgi_kit.sdk.log_processor import DirectBatchLogRecordProcessor
 from otel_asgi_kit.sdk.periodic_reader import make_periodic_reader
 from otel_asgi_kit.settings import BatchLimits, OtlpTarget, Settings
@@ -79,6 +80,11 @@ def _batch_limits(limits: BatchLimits) -> _BatchKwargs:
     }
 
 
+def _takes_encoded(exporter: object) -> bool:
+    """Whether ``exporter`` is the kit's OTLP/HTTP exporter on its direct path (which takes encoded items)."""
+    return bool(getattr(getattr(exporter, "inner", None), "direct", False))
+
+
 def _spooled(spool: ProcessSpool | None, signal: str, target: OtlpTarget) -> dict[str, Any]:
     return spool.exporter_kwargs(signal, target) if spool is not None else {}
 
@@ -107,7 +113,8 @@ def build_tracer_provider(
                 if name == "otlp"
                 else ConsoleSpanExporter()
             )
-            processors.append(BatchSpanProcessor(exporter, **_batch_limits(limits)))
+            batching = EncodingSpanProcessor if _takes_encoded(exporter) else BatchSpanProcessor
+            processors.append(batching(exporter, **_batch_limits(limits)))
     if settings.tail_sampling_ratio is not None and processors:
         ratio, slow_s = settings.tail_sampling_ratio, settings.tail_sampling_slow_ms / 1000
         processors = [TailSampler(processors, ratio, slow_s)]
@@ -170,6 +177,7 @@ def build_logger_provider(
                 if name == "otlp"
                 else ConsoleLogRecordExporter()
             )
-            processor = DirectBatchLogRecordProcessor(exporter, **_batch_limits(limits))
+            batching = EncodingLogRecordProcessor if _takes_encoded(exporter) else DirectBatchLogRecordProcessor
+            processor = batching(exporter, **_batch_limits(limits))
         provider.add_log_record_processor(processor)
     return provider

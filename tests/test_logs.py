@@ -63,6 +63,52 @@ def test_user_text_cannot_forge_a_line() -> None:
     assert json.loads(line)["message"] == evil
 
 
+class _Opaque:
+    def __str__(self) -> str:
+        return "<opaque>"
+
+
+def _odd_records() -> list[logging.LogRecord]:
+    records = [
+        _record("hello %s", "world"),
+        _record("uvicorn's error line\n\n"),
+        _record('grüße — 日本 \u2028 \x1b[2J "quoted" \\ back', name="ünïcode.logger"),
+        _record("failed", exc=True),
+        _record('%s - "%s %s HTTP/%s" %d', "10.0.0.1:5000", "GET", "/a?b=1", "1.1", 200, name="uvicorn.access"),
+    ]
+    extra = _record("with extras")
+    extra.__dict__.update(
+        {
+            "event.category": "authentication",
+            "http.response.status_code": 401,
+            "trace.id": "user-supplied",
+            "message.extra": _Opaque(),  # written with default=str
+            "plain_key": "not dotted: left out",
+            "error.type": "set by the caller",
+        }
+    )
+    records.append(extra)
+    stacked = _record("stack")
+    stacked.stack_info = "Stack (most recent call last):\n  here"
+    records.append(stacked)
+    return records
+
+
+@pytest.mark.parametrize("in_span", [False, True])
+def test_fast_line_is_the_plain_encoding_of_the_document(in_span: bool) -> None:
+    """``format`` writes fields directly; it must be exactly what json writes for the same document."""
+    formatter = EcsJsonFormatter('shop "svc"')
+    tracer = TracerProvider().get_tracer("t")
+    encode = json.JSONEncoder(default=str).encode
+    for record in _odd_records():
+        if in_span:
+            with tracer.start_as_current_span("s"):
+                fast, plain = formatter.format(record), encode(formatter._document(record))
+        else:
+            fast, plain = formatter.format(record), encode(formatter._document(record))
+        assert fast == plain
+
+
 def test_access_log_fields() -> None:
     """uvicorn's access record is split into method, path and status fields."""
     record = _record('%s - "%s %s HTTP/%s" %d', "10.0.0.1:5000", "GET", "/a?b=1", "1.1", 200, name="uvicorn.access")

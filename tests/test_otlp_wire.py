@@ -26,7 +26,7 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, S
 from opentelemetry.trace.span import TraceState
 
 from otel_asgi_kit.resource import StableResource
-from otel_asgi_kit.sdk import wire
+from otel_asgi_kit.sdk import wire, wire_logs
 
 ODD_VALUES: dict[str, Any] = {
     "str": "plain",
@@ -163,7 +163,7 @@ def test_log_records_encode_to_the_stock_bytes(body: Any) -> None:
         logger.removeHandler(handler)
     records = exporter.get_finished_logs()
     assert len(records) == 3
-    ours = wire.encode_logs_request(records)
+    ours = wire_logs.encode_logs_request(records)
     stock = encode_logs(records).SerializeToString()
     assert ExportLogsServiceRequest.FromString(ours) == ExportLogsServiceRequest.FromString(stock)
     assert ours == stock

@@ -86,12 +86,16 @@ async def handle_request(
     except Exception as exc:  # telemetry must never break the app
         report_once("starting a request span", exc)
         return await original(protocol, request, start_time, handler)
-    current.set(traced)  # the request's own task: nothing to reset
+    current.set(traced)  # the request's own task
     try:
         response, reset = await original(protocol, request, start_time, _record_errors(traced, handler))
     except BaseException as exc:  # the response could not be sent, or the task was cancelled
         _finish(traced, traced.error or exc)
         raise
+    finally:
+        # The task's context would otherwise keep ``traced`` and through it the request, which refers
+        # back to the task: a reference cycle per request, left for the garbage collector.
+        current.set(None)
     _finish(traced, traced.error)
     return response, reset
 

@@ -3,14 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 Network = IPv4Network | IPv6Network
 
 
+class TrustedNetworks:
+    """The trusted proxy networks, with the verdict per address remembered (a bounded dict)."""
+
+    __slots__ = ("_verdicts", "networks")
+
+    def __init__(self, networks: Sequence[Network]) -> None:
+        self.networks = tuple(networks)
+        self._verdicts: dict[str, bool] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def trusts(self, address: str) -> bool:
+        verdict = self._verdicts.get(address)
+        if verdict is None:
+            try:
+                ip: IPv4Address | IPv6Address = ip_address(address)
+            except ValueError:
+                verdict = False
+            else:
+                verdict = any(ip in network for network in self.networks)
+            if len(self._verdicts) >= 1024:
+                self._verdicts.clear()
+            self._verdicts[address] = verdict
+        return verdict
+
+
 def client_address(
-    peer: str | None, headers: Iterable[tuple[bytes, bytes]] | Iterable[tuple[str, str]], trusted: Sequence[Network]
+    peer: str | None,
+    headers: Iterable[tuple[bytes, bytes]] | Iterable[tuple[str, str]],
+    trusted: TrustedNetworks | Sequence[Network],
 ) -> str | None:
     """Walk X-Forwarded-For (or Forwarded) from the right while the hop is trusted.
 
@@ -18,7 +46,9 @@ def client_address(
     the client itself and can be forged. ``headers``: lowercased names, as
     bytes (ASGI) or str.
     """
-    if peer is None or not trusted or not _is_trusted(peer, tuple(trusted)):
+    if not isinstance(trusted, TrustedNetworks):
+        trusted = TrustedNetworks(trusted)
+    if peer is None or not trusted or not trusted.trusts(peer):
         return peer
     hops: list[str] = []
     for raw_name, raw_value in headers:
@@ -29,7 +59,7 @@ def client_address(
         elif name == "forwarded" and not hops:
             hops.extend(_forwarded_for(value))
     for hop in reversed([h for h in hops if h]):
-        if not _is_trusted(hop, tuple(trusted)):
+        if not trusted.trusts(hop):
             return hop if _valid(hop) else None
     return hops[0] if hops and _valid(hops[0]) else peer
 
@@ -47,15 +77,6 @@ def _forwarded_for(value: str) -> list[str]:
                     val = val.split(":", 1)[0]
                 found.append(val)
     return found
-
-
-@lru_cache(maxsize=1024)
-def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
-    try:
-        ip: IPv4Address | IPv6Address = ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)
 
 
 def _valid(address: str) -> bool:

@@ -8,6 +8,7 @@ from opentelemetry import propagate
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
+from otel_asgi_kit.core.client_address import TrustedNetworks
 from otel_asgi_kit.core.headers import HeaderCapture
 from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
 from otel_asgi_kit.metrics.instruments import HttpServerInstruments
@@ -51,7 +52,7 @@ class Instrumentation:
         self.request_headers = HeaderCapture("request", settings.capture_request_headers, settings.sanitize_fields)
         self.response_headers = HeaderCapture("response", settings.capture_response_headers, settings.sanitize_fields)
         self.query = QueryRedactor(settings.redact_query_params)
-        self.trusted_proxies = settings.trusted_proxies
+        self.trusted_proxies = TrustedNetworks(settings.trusted_proxies)
         self.propagator = propagate.get_global_textmap()
         self.propagation_fields = frozenset(f.encode("latin-1") for f in self.propagator.fields)
         self.propagation_names = frozenset(self.propagator.fields)

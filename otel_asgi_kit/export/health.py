@@ -123,6 +123,10 @@ class ReportingSpanExporter(SpanExporter):
     def __init__(self, inner: SpanExporter, health: ExportHealth, endpoint: str) -> None:
         self._inner, self._health, self._endpoint = inner, health, endpoint
 
+    @property
+    def inner(self) -> Any:
+        return self._inner
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
             result = self._inner.export(spans)
@@ -145,6 +149,10 @@ class ReportingSpanExporter(SpanExporter):
 class ReportingLogExporter(LogRecordExporter):
     def __init__(self, inner: LogRecordExporter, health: ExportHealth, endpoint: str) -> None:
         self._inner, self._health, self._endpoint = inner, health, endpoint
+
+    @property
+    def inner(self) -> Any:
+        return self._inner
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         try:

@@ -24,6 +24,11 @@ from otel_asgi_kit.logs.access import ACCESS_LOGGERS, access_fields
 # A plain LogRecord has about 22 attributes; more means ``extra=`` fields to copy.
 _PLAIN_RECORD_SIZE = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) + 1
 _encode = json.JSONEncoder(default=str).encode  # one encoder, not one per record
+# What that encoder does to a str (ensure_ascii): the C function, called directly for the fixed fields.
+_string = getattr(json.encoder, "c_encode_basestring_ascii", None) or json.encoder.encode_basestring_ascii
+_MAX_NAMES = 1024
+_FIXED = frozenset({"@timestamp", "log.level", "message", "log.logger", "service.name"})
+_FIXED_TRACED = _FIXED | {"trace.id", "span.id"}
 
 
 class EcsJsonFormatter(logging.Formatter):
@@ -32,6 +37,7 @@ class EcsJsonFormatter(logging.Formatter):
         self._service_name = service_name
         self._second = -1
         self._second_text = ""
+        self._heads: dict[tuple[str, str], tuple[str, str]] = {}
 
     def _timestamp(self, created: float) -> str:
         second = int(created)
@@ -41,10 +47,64 @@ class EcsJsonFormatter(logging.Formatter):
         return f"{self._second_text}.{int((created - second) * 1000):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
+        """The JSON object ``_encode`` would write for the document of ``_document``, built faster.
+
+        The five fixed fields and the trace ids are written into the line
+        directly (their values escaped by the encoder's own string function);
+        only the rest (access-log fields, ``extra=`` fields, errors) goes
+        through the encoder. ``tests/test_logging.py`` checks both give the
+        same line.
+        """
+        message = record.getMessage()
+        if message.endswith("\n"):
+            message = message.rstrip("\n")  # uvicorn ends its error message in a newline
+        name = record.name
+        head = self._heads.get((name, record.levelname))
+        if head is None:
+            head = self._head(name, record.levelname)
+        line = f'{{"@timestamp": "{self._timestamp(record.created)}", {head[0]}"message": {_string(message)}, {head[1]}'
+        ctx = trace.get_current_span().get_span_context()
+        if ctx.is_valid:
+            line += f', "trace.id": "{ctx.trace_id:032x}", "span.id": "{ctx.span_id:016x}"'
+        rest = self._rest(record, name, ctx.is_valid)
+        return f"{line}, {_encode(rest)[1:]}" if rest else line + "}"
+
+    def _head(self, name: str, levelname: str) -> tuple[str, str]:
+        head = (
+            f'"log.level": {_string(levelname.lower())}, ',
+            f'"log.logger": {_string(name)}, "service.name": {_string(self._service_name)}',
+        )
+        if len(self._heads) < _MAX_NAMES:
+            self._heads[(name, levelname)] = head
+        return head
+
+    def _rest(self, record: logging.LogRecord, name: str, traced: bool) -> dict[str, Any]:
+        """The fields after the fixed ones, in the order ``_document`` adds them."""
+        rest: dict[str, Any] = {}
+        if name in ACCESS_LOGGERS:
+            access = access_fields(record)
+            if access is not None:
+                rest.update(access)
+        if len(record.__dict__) > _PLAIN_RECORD_SIZE:
+            fixed = _FIXED_TRACED if traced else _FIXED
+            for key, value in record.__dict__.items():
+                if "." in key and key not in rest and key not in fixed:
+                    rest[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            exc_type, exc, tb = record.exc_info
+            rest["error.type"] = exc_type.__qualname__
+            rest["error.message"] = str(exc)
+            rest["error.stack_trace"] = "".join(traceback.format_exception(exc_type, exc, tb))
+        elif record.stack_info:
+            rest["error.stack_trace"] = record.stack_info
+        return rest
+
+    def _document(self, record: logging.LogRecord) -> dict[str, Any]:
+        """The document as a dict, built the plain way: the reference ``format`` is tested against."""
         doc: dict[str, Any] = {
             "@timestamp": self._timestamp(record.created),
             "log.level": record.levelname.lower(),
-            "message": record.getMessage().rstrip("\n"),  # uvicorn ends its error message in a newline
+            "message": record.getMessage().rstrip("\n"),
             "log.logger": record.name,
             "service.name": self._service_name,
         }
@@ -57,8 +117,6 @@ class EcsJsonFormatter(logging.Formatter):
             if access is not None:
                 doc.update(access)
         if len(record.__dict__) > _PLAIN_RECORD_SIZE:
-            # ECS-style ``extra={"event.category": ...}`` fields: dotted names only, so
-            # the record's own attributes and helpers' private ones stay out.
             for key, value in record.__dict__.items():
                 if "." in key and key not in doc:
                     doc[key] = value
@@ -69,7 +127,7 @@ class EcsJsonFormatter(logging.Formatter):
             doc["error.stack_trace"] = "".join(traceback.format_exception(exc_type, exc, tb))
         elif record.stack_info:
             doc["error.stack_trace"] = record.stack_info
-        return _encode(doc)
+        return doc
 
 
 class TextFormatter(logging.Formatter):

@@ -11,9 +11,17 @@ that used to be repeated per record is done once or skipped:
 * severities are mapped once per level.
 
 The record is then emitted to the SDK ``Logger``, so every log record
-processor of the provider sees it as before.
-
-The batch processor that follows is ``otel_asgi_kit.sdk.log_processor``.
+processor of the provider sees it as before — unless the provider's only
+processor is the kit's ``EncodingLogRecordProcessor`` (nobody else would
+see the SDK's record): then the record's fields are encoded straight into
+OTLP bytes (``wire_logs.encode_log_fields``, the writer the exporter uses
+for SDK records too) and queued, without the SDK ``LogRecord``, its
+attribute copy and the processor chain. The provider's processor list is
+checked on every record (one identity comparison), so a processor added
+later gets every record after it. The direct path needs the SDK's private
+``_multi_log_record_processor._log_record_processors`` and
+``Logger._is_enabled``; without them, or with attribute limits that need
+truncation, the SDK's path runs.
 """
 
 from __future__ import annotations
@@ -27,10 +35,14 @@ from typing import Any
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.context import get_current
 from opentelemetry.instrumentation.log_utils import std_to_otel
-from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import get_current_span
 
 from otel_asgi_kit.failsafe import report_once
 from otel_asgi_kit.logs.access import ACCESS_LOGGERS, access_fields
+from otel_asgi_kit.sdk.encoded import GROUPS, EncodingLogRecordProcessor
+from otel_asgi_kit.sdk.wire_logs import encode_log_fields
 
 _PLAIN = vars(logging.LogRecord("", 0, "", 0, "", (), None))
 # A record's own fields (and what formatters add) are not attributes; extra= fields are.
@@ -66,6 +78,11 @@ def _attribute_value(value: Any, depth: int) -> Any:
         return f"<{type(value).__name__}>"
 
 
+def _processors(provider: LoggerProvider) -> Any:
+    """The provider's processor tuple (replaced, not mutated, when one is added), or None."""
+    return getattr(getattr(provider, "_multi_log_record_processor", None), "_log_record_processors", None)
+
+
 class OtlpLogHandler(logging.Handler):
     _emitting: ContextVar[bool] = ContextVar("otel_asgi_kit_log_emitting", default=False)
 
@@ -73,7 +90,13 @@ class OtlpLogHandler(logging.Handler):
         super().__init__()
         self._provider = logger_provider
         self._loggers: dict[str, Any] = {}
+        self._scopes: dict[str, InstrumentationScope] = {}
         self._severities: dict[int, SeverityNumber] = {}
+        limits = LogRecordLimits()
+        self._max_attributes = limits.max_log_record_attributes
+        self._direct_ok = limits.max_log_record_attribute_length is None
+        self._direct_for: Any = None  # the processor tuple the direct path was decided for
+        self._direct_emit: Any = None
 
     def _logger(self, name: str) -> Any:
         logger = self._loggers.get(name)
@@ -83,19 +106,78 @@ class OtlpLogHandler(logging.Handler):
                 self._loggers[name] = logger
         return logger
 
+    def _direct(self) -> Any:
+        """The kit processor's queue ``emit`` while it is the provider's only processor, else None."""
+        processors = _processors(self._provider)
+        if processors is not self._direct_for:
+            self._direct_for = processors
+            only = processors[0] if self._direct_ok and type(processors) is tuple and len(processors) == 1 else None
+            self._direct_emit = only._emit if isinstance(only, EncodingLogRecordProcessor) else None
+        return self._direct_emit
+
     def emit(self, record: logging.LogRecord) -> None:
         # What the SDK's internals log while a record is emitted must not come back here.
         if self._emitting.get():
             return
         token = self._emitting.set(True)
         try:
-            self._logger(record.name).emit(self._translate(record))
+            logger = self._logger(record.name)
+            direct = self._direct()
+            if direct is None or not self._emit_direct(record, logger, direct):
+                logger.emit(self._translate(record))
         except Exception as exc:  # a log line must never break the app
             report_once("exporting a log record", exc)
         finally:
             self._emitting.reset(token)
 
-    def _translate(self, record: logging.LogRecord) -> LogRecord:
+    def _emit_direct(self, record: logging.LogRecord, logger: Any, emit: Any) -> bool:
+        """Queue the record's encoding; False when the SDK's path must take it."""
+        enabled = getattr(logger, "_is_enabled", None)
+        if enabled is None:
+            return False
+        if not enabled():
+            return True  # disabled by the provider's configurator: the SDK would drop it too
+        attributes, event_name = self._attributes(record)
+        limit = self._max_attributes
+        if attributes and limit is not None and len(attributes) > limit:
+            return False  # the SDK's limit decides what is dropped
+        name = record.name
+        scope = self._scopes.get(name)
+        if scope is None:
+            scope = InstrumentationScope(name)
+            if len(self._scopes) < _MAX_LOGGERS:
+                self._scopes[name] = scope
+        prefix = GROUPS.prefix(self._provider.resource, scope)
+        if prefix is None:
+            return False
+        ctx = get_current_span().get_span_context()
+        severity = self._severity(record.levelno)
+        emit(
+            prefix
+            + encode_log_fields(
+                int(record.created * 1e9),
+                severity.value,
+                _SEVERITY_TEXT.get(record.levelname, record.levelname),
+                self.format(record) if self.formatter else record.getMessage(),
+                attributes,
+                0,
+                int(ctx.trace_flags) if ctx.is_valid else 0,
+                ctx.trace_id if ctx.is_valid else 0,
+                ctx.span_id if ctx.is_valid else 0,
+                time_ns(),
+                event_name,
+            )
+        )
+        return True
+
+    def _severity(self, levelno: int) -> SeverityNumber:
+        severity = self._severities.get(levelno)
+        if severity is None:
+            severity = self._severities[levelno] = std_to_otel(levelno)
+        return severity
+
+    def _attributes(self, record: logging.LogRecord) -> tuple[dict[str, Any], str | None]:
+        """The record's OTel attributes (``extra=`` fields, access-log fields, ``exception.*``) and event name."""
         fields = record.__dict__
         attributes: dict[str, Any] = {}
         event_name = None
@@ -121,16 +203,16 @@ class OtlpLogHandler(logging.Handler):
                 attributes["exception.message"] = str(exc.args[0])
             if tb is not None:
                 attributes["exception.stacktrace"] = "".join(traceback.format_exception(*record.exc_info))
-        levelno = record.levelno
-        severity = self._severities.get(levelno)
-        if severity is None:
-            severity = self._severities[levelno] = std_to_otel(levelno)
+        return attributes, event_name
+
+    def _translate(self, record: logging.LogRecord) -> LogRecord:
+        attributes, event_name = self._attributes(record)
         return LogRecord(
             timestamp=int(record.created * 1e9),
             observed_timestamp=time_ns(),
             context=get_current() or None,
             severity_text=_SEVERITY_TEXT.get(record.levelname, record.levelname),
-            severity_number=severity,
+            severity_number=self._severity(record.levelno),
             body=self.format(record) if self.formatter else record.getMessage(),
             attributes=attributes,
             event_name=event_name,

@@ -1,8 +1,10 @@
 """What the trace pages show, kept in bounded ring buffers of this process.
 
 ``TraceRecorder`` is a span processor: when a span ends it appends a
-reference to a deque under a lock (server spans also go to the per-route
-slowest heap and, if failed, to the failed deque). ``TraceLogBuffer`` keeps
+reference to a deque (atomic, no lock); server spans also wait in a second
+deque, and every 64 of them (or when a page asks) they are sorted under one
+lock into the recent and failed deques and the per-route slowest heaps — one
+loop per batch instead of a lock and a dozen lookups per request. ``TraceLogBuffer`` keeps
 recent ``logging`` records of requests with their trace id. Nothing is
 formatted or copied on the request path; the page does that when asked.
 """
@@ -23,6 +25,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
+_DRAIN_EVERY = 64
+
 
 def is_failed(span: ReadableSpan) -> bool:
     """Status ERROR, or a 5xx response."""
@@ -30,6 +34,19 @@ def is_failed(span: ReadableSpan) -> bool:
         return True
     status = (span.attributes or {}).get("http.response.status_code")
     return isinstance(status, int) and status >= 500
+
+
+def _facts(span: ReadableSpan) -> tuple[str, int, bool]:
+    """Name, duration and ``is_failed`` of an ended span, read from the SDK span's fields when it has them
+    (its properties and attribute mapping cost a Python call each)."""
+    try:
+        status, attributes = span._status, span._attributes
+        name, start, end = span._name, span._start_time, span._end_time
+    except AttributeError:
+        return span.name, duration_ns(span), is_failed(span)
+    code = (getattr(attributes, "_dict", None) or attributes or {}).get("http.response.status_code")
+    failed = status.status_code is StatusCode.ERROR or (isinstance(code, int) and code >= 500)
+    return name, (end or 0) - (start or 0), failed
 
 
 def duration_ns(span: ReadableSpan) -> int:
@@ -77,6 +94,7 @@ class TraceRecorder(SpanProcessor):
         self._recent: deque[ReadableSpan] = deque(maxlen=recent)
         self._failed: deque[ReadableSpan] = deque(maxlen=failed)
         self._spans: deque[ReadableSpan] = deque(maxlen=spans)
+        self._incoming: deque[ReadableSpan] = deque(maxlen=_DRAIN_EVERY * 64)  # bounded if draining ever failed
         self._routes: dict[str, _Route] = {}
         self._slowest = slowest_per_route
         self._max_routes = max_routes
@@ -87,29 +105,40 @@ class TraceRecorder(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        if span.kind is not SpanKind.SERVER:
-            with self._lock:
-                self._spans.append(span)
-            return
-        failed = is_failed(span)
-        entry = (duration_ns(span), next(self._seq), span)
+        self._spans.append(span)
+        if span.kind is SpanKind.SERVER:
+            incoming = self._incoming
+            incoming.append(span)
+            if len(incoming) >= _DRAIN_EVERY:
+                self._drain()
+
+    def _drain(self) -> None:
+        incoming = self._incoming
         with self._lock:
-            self._spans.append(span)
-            self._recent.append(span)
-            if failed:
-                self._failed.append(span)
-            route = self._routes.get(span.name)
-            if route is None:
-                # Span names of the kit are bounded (method + route template); others may not be.
-                if len(self._routes) >= self._max_routes:
-                    return
-                route = self._routes[span.name] = _Route()
-            route.requests += 1
-            route.failed += failed
-            if len(route.slowest) < self._slowest:
-                heapq.heappush(route.slowest, entry)
-            elif entry[0] > route.slowest[0][0]:
-                heapq.heapreplace(route.slowest, entry)
+            routes, slowest_kept, seq = self._routes, self._slowest, self._seq
+            recent, failed_spans = self._recent, self._failed
+            while incoming:
+                try:
+                    span = incoming.popleft()
+                except IndexError:  # drained by another thread meanwhile
+                    break
+                name, duration, failed = _facts(span)
+                recent.append(span)
+                if failed:
+                    failed_spans.append(span)
+                route = routes.get(name)
+                if route is None:
+                    # Span names of the kit are bounded (method + route template); others may not be.
+                    if len(routes) >= self._max_routes:
+                        continue
+                    route = routes[name] = _Route()
+                route.requests += 1
+                route.failed += failed
+                slowest = route.slowest
+                if len(slowest) < slowest_kept:
+                    heapq.heappush(slowest, (duration, next(seq), span))
+                elif duration > slowest[0][0]:
+                    heapq.heapreplace(slowest, (duration, next(seq), span))
 
     def shutdown(self) -> None:
         pass
@@ -118,6 +147,7 @@ class TraceRecorder(SpanProcessor):
         return True
 
     def snapshot(self) -> Snapshot:
+        self._drain()
         with self._lock:
             recent = list(self._recent)
             failed = list(self._failed)
@@ -137,6 +167,7 @@ class TraceRecorder(SpanProcessor):
 
     def trace(self, trace_id: int) -> list[ReadableSpan]:
         """The spans of one trace still held, in start order."""
+        self._drain()
         with self._lock:
             candidates: Iterable[ReadableSpan] = [
                 *self._spans,

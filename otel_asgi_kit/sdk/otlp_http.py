@@ -24,7 +24,7 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from otel_asgi_kit.sdk import wire
+from otel_asgi_kit.sdk import encoded, wire, wire_logs
 
 COMMON_MODULE = "opentelemetry.exporter.otlp.proto.http._common"
 
@@ -130,17 +130,31 @@ class _Direct:
         super().shutdown()  # type: ignore[misc]
 
 
+def encode_trace_request(batch: Sequence[Any]) -> bytes:
+    """The request for SDK spans, items of ``encoded.EncodingSpanProcessor``, or both."""
+    return wire.request(encoded.grouped(batch, wire.encode_span, wire.span_owner))
+
+
+def encode_logs_request(batch: Sequence[Any]) -> bytes:
+    """The request for SDK log records, items of ``encoded.EncodingLogRecordProcessor``, or both."""
+    return wire.request(encoded.grouped(batch, wire_logs.encode_log_record, wire_logs.log_owner))
+
+
 class DirectSpanExporter(_Direct, OTLPSpanExporter):
-    """``OTLPSpanExporter`` encoding with ``wire.encode_trace_request``."""
+    """``OTLPSpanExporter`` encoding with ``wire``; it also takes spans encoded when they ended.
+
+    Encoded items come only from the kit's processor, which is used only while
+    ``direct`` holds; after shutdown the stock ``export`` refuses every batch.
+    """
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not self.direct or self._shutdown:
             return super().export(spans)
-        return _send(self, spans, wire.encode_trace_request, "span", SpanExportResult.SUCCESS, SpanExportResult.FAILURE)
+        return _send(self, spans, encode_trace_request, "span", SpanExportResult.SUCCESS, SpanExportResult.FAILURE)
 
 
 class DirectLogExporter(_Direct, OTLPLogExporter):
-    """``OTLPLogExporter`` encoding with ``wire.encode_logs_request``."""
+    """``OTLPLogExporter`` encoding with ``wire``; it also takes records encoded when emitted."""
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         if not self.direct or self._shutdown:
@@ -148,7 +162,7 @@ class DirectLogExporter(_Direct, OTLPLogExporter):
         return _send(
             self,
             batch,
-            wire.encode_logs_request,
+            encode_logs_request,
             "logs",
             LogRecordExportResult.SUCCESS,
             LogRecordExportResult.FAILURE,

@@ -22,6 +22,11 @@ RELIED_ON: dict[str, tuple[str, ...]] = {
         "OTLPLogExporter._client, ._metrics, ._max_request_size, ._shutdown",
     ),
     "log batching": ("BatchLogRecordProcessor instance field: _batch_processor",),
+    "spans encoded at end": ("BatchSpanProcessor instance field: _batch_processor (its emit)",),
+    "log records encoded directly": (
+        "LoggerProvider instance field: _multi_log_record_processor (its _log_record_processors tuple)",
+        "opentelemetry.sdk._logs.Logger._is_enabled",
+    ),
     "metric reader": ("opentelemetry.sdk.metrics.export.PeriodicExportingMetricReader._receive_metrics",),
     "prometheus merge": ("opentelemetry.exporter.prometheus.PrometheusMetricReader._receive_metrics",),
 }
@@ -56,6 +61,35 @@ def _log_batching() -> bool:
         processor.shutdown()  # type: ignore[no-untyped-call]
 
 
+def _spans_encoded_at_end() -> bool:
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    from otel_asgi_kit.sdk.encoded import EncodingSpanProcessor
+
+    processor = EncodingSpanProcessor(ConsoleSpanExporter())
+    try:
+        return processor._emit is not None
+    finally:
+        processor.shutdown()
+
+
+def _logs_encoded_directly() -> bool:
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+
+    from otel_asgi_kit.logs.otlp_handler import OtlpLogHandler
+    from otel_asgi_kit.sdk.encoded import EncodingLogRecordProcessor
+
+    provider = LoggerProvider()
+    processor = EncodingLogRecordProcessor(ConsoleLogRecordExporter())
+    provider.add_log_record_processor(processor)
+    try:
+        handler = OtlpLogHandler(provider)
+        return handler._direct() is not None and callable(getattr(provider.get_logger("doctor"), "_is_enabled", None))
+    finally:
+        provider.shutdown()
+
+
 def _metric_reader() -> bool:
     from otel_asgi_kit.sdk.periodic_reader import fast
 
@@ -74,6 +108,8 @@ def status() -> dict[str, bool]:
     checks: dict[str, Callable[[], bool]] = {
         "server span start": _server_span,
         "log batching": _log_batching,
+        "spans encoded at end": _spans_encoded_at_end,
+        "log records encoded directly": _logs_encoded_directly,
         "metric reader": _metric_reader,
         "prometheus merge": _prometheus_merge,
     }

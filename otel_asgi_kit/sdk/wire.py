@@ -98,17 +98,23 @@ def _key_value(key: str, value: Any) -> bytes:
     return _delimited(b"\x0a", _utf8(key)) + body if key else body
 
 
-_kv_cache: dict[tuple[bytes, str, str], bytes] = {}
+_kv_cache: dict[tuple[bytes, str, Any], bytes] = {}
+_CACHED_INTS = 1024  # HTTP status codes, small counts: few values, worth one lookup
 
 
 def attributes(tag: bytes, attrs: Mapping[str, Any] | None) -> bytes:
-    """Repeated ``KeyValue`` field ``tag`` holding ``attrs``."""
+    """Repeated ``KeyValue`` field ``tag`` holding ``attrs``.
+
+    String values and small non-negative ints (status codes) are encoded once
+    per (tag, key, value) and then looked up.
+    """
     if not attrs:
         return b""
     parts = []
     cache = _kv_cache
     for key, value in attrs.items():
-        if type(value) is str:
+        kind = type(value)
+        if kind is str or (kind is int and 0 <= value < _CACHED_INTS):
             cache_key = (tag, key, value)
             cached = cache.get(cache_key)
             if cached is None:
@@ -184,7 +190,7 @@ def _grouped(
     return groups
 
 
-def _request(groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]]) -> bytes:
+def request(groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]]) -> bytes:
     """ExportXServiceRequest: resource → scope → items, as the stock encoders group them."""
     out = []
     for resource, scopes in groups.values():
@@ -206,11 +212,6 @@ def _request(groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]]) 
 
 def _trace_state(trace_state: Any) -> str:
     return ",".join(f"{k}={v}" for k, v in trace_state.items()) if trace_state else ""
-
-
-def _flags(parent: Any) -> bytes:
-    flags = _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
-    return b"\x85\x01" + _fixed32(flags)
 
 
 def _event(event: Any) -> bytes:
@@ -279,30 +280,40 @@ def _repeated(parts: list[bytes], raw: Any, encode: Callable[[Any], bytes], drop
         parts.append(dropped_tag + varint(dropped))
 
 
+def _has_dropped(container: Any) -> bool:
+    """An empty events/links container may still count what its limit dropped (a limit of 0)."""
+    return type(container) is not tuple and bool(getattr(container, "dropped", 0))
+
+
+_FLAGS_LOCAL = b"\x85\x01" + _fixed32(_HAS_IS_REMOTE)
+_FLAGS_REMOTE = b"\x85\x01" + _fixed32(_HAS_IS_REMOTE | _IS_REMOTE)
+
+
 def encode_span(span: Any) -> bytes:
     """One ``Span`` (as field 2 of ScopeSpans) from an SDK ``ReadableSpan``.
 
-    The SDK's span keeps its attributes, events and links in bounded containers
-    whose public views are copies or Python-level iterators; they are read
-    directly when present (``_contents``), else through the public properties.
+    The SDK's span keeps its fields behind properties and its attributes,
+    events and links in bounded containers whose public views are copies or
+    Python-level iterators; the fields are read directly when present
+    (``_contents``), else through the public properties.
     """
     try:
+        ctx, parent, name, kind = span._context, span._parent, span._name, span._kind
+        start, end, status = span._start_time, span._end_time, span._status
         raw_attributes, raw_events, raw_links = span._attributes, span._events, span._links
     except AttributeError:
+        ctx, parent, name, kind = span.context, span.parent, span.name, span.kind
+        start, end, status = span.start_time, span.end_time, span.status
         raw_attributes, raw_events, raw_links = span.attributes, span.events, span.links
-    ctx = span.context
-    parent = span.parent
     parts = [b"\x0a\x10", ctx.trace_id.to_bytes(16, "big"), b"\x12\x08", ctx.span_id.to_bytes(8, "big")]
     trace_state = ctx.trace_state
     if trace_state:
         parts.append(_delimited(b"\x1a", _utf8(_trace_state(trace_state))))
     if parent is not None:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-    name = span.name
     if name:
         parts.append(_delimited(b"\x2a", _utf8(name)))
-    parts.append(_kind_field(span.kind))
-    start, end = span.start_time, span.end_time
+    parts.append(_KINDS.get(kind) or _kind_field(kind))
     if start:
         parts.append(b"\x39" + _fixed64(start))
     if end:
@@ -312,63 +323,22 @@ def encode_span(span: Any) -> bytes:
         dropped = getattr(raw_attributes, "dropped", 0)
         if dropped:
             parts.append(b"\x50" + varint(dropped))
-    _repeated(parts, raw_events, _event, b"\x60")
-    _repeated(parts, raw_links, _link, b"\x70")
-    status = span.status
+    if raw_events or _has_dropped(raw_events):
+        _repeated(parts, raw_events, _event, b"\x60")
+    if raw_links or _has_dropped(raw_links):
+        _repeated(parts, raw_links, _link, b"\x70")
     if status is not None:
         parts.append(_status(status) if status.status_code.value or status.description else _UNSET_STATUS)
-    parts.append(_flags(parent))
-    return _delimited(b"\x12", b"".join(parts))
+    parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
+    body = b"".join(parts)
+    n = len(body)
+    return b"\x12" + (_VARINTS[n] if n < 128 else varint(n)) + body
 
 
-def _span_owner(span: Any) -> tuple[Any, Any]:
+def span_owner(span: Any) -> tuple[Any, Any]:
     return span.resource, span.instrumentation_scope
 
 
 def encode_trace_request(spans: Sequence[Any]) -> bytes:
     """``ExportTraceServiceRequest`` bytes for SDK ``ReadableSpan``s."""
-    return _request(_grouped(spans, encode_span, _span_owner))
-
-
-# --- logs -------------------------------------------------------------------
-
-
-def encode_log_record(readable: Any) -> bytes:
-    """One ``LogRecord`` (as field 2 of ScopeLogs) from an SDK ``ReadableLogRecord``."""
-    record = readable.log_record
-    parts = []
-    if record.timestamp:
-        parts.append(b"\x09" + _fixed64(record.timestamp))
-    severity = getattr(record.severity_number, "value", None)
-    if severity:
-        parts.append(b"\x10" + varint(severity))
-    if record.severity_text:
-        parts.append(_delimited(b"\x1a", _utf8(record.severity_text)))
-    try:
-        parts.append(_delimited(b"\x2a", _any_value(record.body)))
-    except _UnencodableError:
-        parts.append(_delimited(b"\x2a", _any_value(str(record.body))))
-    parts.append(attributes(b"\x32", record.attributes))
-    if readable.dropped_attributes:
-        parts.append(b"\x38" + varint(readable.dropped_attributes))
-    flags = int(record.trace_flags or 0)
-    if flags:
-        parts.append(b"\x45" + _fixed32(flags))
-    if record.trace_id:
-        parts.append(b"\x4a\x10" + record.trace_id.to_bytes(16, "big"))
-    if record.span_id:
-        parts.append(b"\x52\x08" + record.span_id.to_bytes(8, "big"))
-    if record.observed_timestamp:
-        parts.append(b"\x59" + _fixed64(record.observed_timestamp))
-    if record.event_name:
-        parts.append(_delimited(b"\x62", _utf8(record.event_name)))
-    return _delimited(b"\x12", b"".join(parts))
-
-
-def _log_owner(readable: Any) -> tuple[Any, Any]:
-    return readable.resource, readable.instrumentation_scope
-
-
-def encode_logs_request(records: Sequence[Any]) -> bytes:
-    """``ExportLogsServiceRequest`` bytes for SDK ``ReadableLogRecord``s."""
-    return _request(_grouped(records, encode_log_record, _log_owner))
+    return request(_grouped(spans, encode_span, span_owner))

@@ -12,6 +12,14 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# The optional compiled OTLP encoder (accel/), built from source into each test venv; the kit runs
+# its Python writers without it (`doctor` says which run).
+ACCEL_SRC := accel/pyproject.toml accel/setup.py $(wildcard accel/src/otel_asgi_kit_accel/*)
+
+$(BIN)/.accel: $(BIN)/.installed $(ACCEL_SRC)
+	$(BIN)/pip install --quiet --force-reinstall --no-deps ./accel
+	touch $@
+
 # The demo's own small venv: the kit and the `demo` extra only (one Starlette app, uvicorn, httpx).
 $(DEMO_BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-demo
@@ -27,8 +35,8 @@ check-prereqs:
 	PYTHON=$(PYTHON) bash scripts/check_prereqs.sh
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check otel_asgi_kit tests examples benchmarks scripts deploy
-	$(BIN)/ruff format --check otel_asgi_kit tests examples benchmarks scripts deploy
+	$(BIN)/ruff check otel_asgi_kit tests examples benchmarks scripts deploy accel
+	$(BIN)/ruff format --check otel_asgi_kit tests examples benchmarks scripts deploy accel
 	$(BIN)/mypy
 
 # The real parts the tests start: Debian's Prometheus, Chromium, wrk and nginx, our collector
@@ -41,11 +49,11 @@ services: check-prereqs $(BIN)/.installed
 	bash tools/k8scheck/build.sh
 	$(BIN)/python -c "from tests.infra.services import ensure_elasticsearch; print(ensure_elasticsearch())"
 
-test: lint services
+test: lint services $(BIN)/.accel
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 # The fast loop while developing: no server processes, no downloads, no real backends.
-unit: $(BIN)/.installed
+unit: $(BIN)/.accel
 	$(BIN)/python -m pytest -p no:cacheprovider -q -m "not server and not e2e"
 
 # The oldest and newest supported Pythons beside 3.11: `make test-3.10`, `make test-3.13` run the
@@ -60,6 +68,10 @@ PYTHON_3.13 ?= /root/.pyenv/versions/3.13.0/bin/python3
 	.venv-$*/bin/pip install --quiet -e '.[test]'
 	touch $@
 
-test-%: .venv-%/.installed services
+.venv-%/.accel: .venv-%/.installed $(ACCEL_SRC)
+	.venv-$*/bin/pip install --quiet --force-reinstall --no-deps ./accel
+	touch $@
+
+test-%: .venv-%/.accel services
 	.venv-$*/bin/python -m pytest -p no:cacheprovider -q -m "not e2e and not server"
 	.venv-$*/bin/python -m pytest -p no:cacheprovider -q tests/test_servers.py tests/test_shutdown.py

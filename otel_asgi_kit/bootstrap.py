@@ -51,6 +51,7 @@ from otel_asgi_kit.providers import build_logger_provider, build_meter_provider,
 from otel_asgi_kit.redaction import QueryRedactor, install_access_log_redaction
 from otel_asgi_kit.resource import build_resource
 from otel_asgi_kit.runtime_metrics import register_runtime_metrics
+from otel_asgi_kit.sdk import accel
 from otel_asgi_kit.settings import Settings, env_name, load_settings
 from otel_asgi_kit.shutdown import BoundedShutdown
 from otel_asgi_kit.spool import ProcessSpool
@@ -189,6 +190,7 @@ def _shutdown_current() -> None:
 def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, inherited: bool) -> Kit:
     health = ExportHealth()
     install_sdk_diagnostics(health)
+    accel.use(settings.accelerator)
     # The SDK's self-metrics (drops, failed exports) bind through the global
     # meter provider, set just below, so they land on /metrics too.
     http_metrics = HttpServerMetrics(settings.duration_buckets)

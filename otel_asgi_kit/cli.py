@@ -68,7 +68,7 @@ def doctor(app: str | None, environ: Mapping[str, str], out: TextIO) -> int:
     if app is not None:
         check_app(report, app)
     show_servers(report)
-    show_fast_paths(report)
+    show_fast_paths(report, settings.accelerator)
     report.line()
     if not report.problems:
         report.line("No problems found.")
@@ -279,13 +279,17 @@ def _sdk_messages() -> Iterator[list[str]]:
         logger.propagate = propagate
 
 
-def show_fast_paths(report: Report) -> None:
+def show_fast_paths(report: Report, accelerator: bool = True) -> None:
+    from otel_asgi_kit.sdk import accel
+
     with _sdk_messages() as messages:
         found = fast_paths()
+        encoder = accel.use(accelerator)
     for message in messages:
         report.problem(f"the OpenTelemetry SDK said: {message}")
     slow = [name for name, on in found.items() if not on]
     report.line(f"\nFast paths: {'all on' if not slow else 'off for ' + ', '.join(slow)}")
+    report.line(f"  OTLP encoder: {encoder}")
     if slow:
         report.line(
             "  the installed opentelemetry-sdk/exporter changed what these rely on; the SDK's own code runs "

@@ -291,6 +291,13 @@ class Settings:
         secret=True,
         optional=True,
     )
+    accelerator: bool = setting(
+        "OTEL_ASGI_KIT_ACCELERATOR",
+        "true",
+        p.parse_bool,
+        "Use the compiled OTLP encoder (`pip install ./accel`) when it is installed; `false`: the Python one.",
+        kit_default=True,
+    )
     pages: bool = setting(
         "OTEL_ASGI_KIT_PAGES",
         "true",

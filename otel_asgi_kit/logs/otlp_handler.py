@@ -41,8 +41,8 @@ from opentelemetry.trace import get_current_span
 
 from otel_asgi_kit.failsafe import report_once
 from otel_asgi_kit.logs.access import ACCESS_LOGGERS, access_fields
+from otel_asgi_kit.sdk import accel
 from otel_asgi_kit.sdk.encoded import GROUPS, EncodingLogRecordProcessor
-from otel_asgi_kit.sdk.wire_logs import encode_log_fields
 
 _PLAIN = vars(logging.LogRecord("", 0, "", 0, "", (), None))
 # A record's own fields (and what formatters add) are not attributes; extra= fields are.
@@ -154,7 +154,7 @@ class OtlpLogHandler(logging.Handler):
         severity = self._severity(record.levelno)
         emit(
             prefix
-            + encode_log_fields(
+            + accel.encode_log_fields(
                 int(record.created * 1e9),
                 severity.value,
                 _SEVERITY_TEXT.get(record.levelname, record.levelname),

@@ -35,7 +35,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from otel_asgi_kit.sdk import wire, wire_logs
+from otel_asgi_kit.sdk import accel, wire_logs
 
 _MAX_GROUPS = 1 << 16
 _IDENTITY_LIMIT = 4096
@@ -95,7 +95,7 @@ def span_item(span: ReadableSpan) -> bytes | ReadableSpan:
     prefix = GROUPS.prefix(span.resource, span.instrumentation_scope)
     if prefix is None:
         return span
-    return prefix + wire.encode_span(span)
+    return prefix + accel.encode_span(span)
 
 
 def log_item(record: ReadWriteLogRecord) -> bytes | None:

@@ -24,7 +24,7 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from otel_asgi_kit.sdk import encoded, wire, wire_logs
+from otel_asgi_kit.sdk import accel, encoded, wire, wire_logs
 
 COMMON_MODULE = "opentelemetry.exporter.otlp.proto.http._common"
 
@@ -130,9 +130,13 @@ class _Direct:
         super().shutdown()  # type: ignore[misc]
 
 
+def _span(span: Any) -> bytes:
+    return accel.encode_span(span)  # looked up per call: ``accel.use`` may switch the writer
+
+
 def encode_trace_request(batch: Sequence[Any]) -> bytes:
     """The request for SDK spans, items of ``encoded.EncodingSpanProcessor``, or both."""
-    return wire.request(encoded.grouped(batch, wire.encode_span, wire.span_owner))
+    return wire.request(encoded.grouped(batch, _span, wire.span_owner))
 
 
 def encode_logs_request(batch: Sequence[Any]) -> bytes:

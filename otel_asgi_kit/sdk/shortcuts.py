@@ -70,7 +70,7 @@ def _spans_encoded_at_end() -> bool:
     try:
         return processor._emit is not None
     finally:
-        processor.shutdown()
+        processor.shutdown()  # type: ignore[no-untyped-call]
 
 
 def _logs_encoded_directly() -> bool:

@@ -162,7 +162,7 @@ def _children(pid: int) -> list[int]:
         pytest.param("uvicorn.workers.UvicornWorker", "examples.starlette_app:app", signal.SIGTERM, id="uvicorn-TERM"),
     ],
 )
-def test_gunicorn_stopped_while_a_worker_boots(worker: str, app: str, sig: int) -> None:
+def test_gunicorn_stopped_while_a_worker_boots(worker: str, app: str, sig: int, receiver: OtlpReceiver) -> None:
     """The master's SIGTERM (SIGINT: SIGQUIT to the workers) reaches a worker still being set up by the kit.
 
     It used to land in the gunicorn master's handler the worker inherited, and the worker served on
@@ -170,7 +170,7 @@ def test_gunicorn_stopped_while_a_worker_boots(worker: str, app: str, sig: int) 
     """
     cmd = [str(BIN / "opentelemetry-instrument"), str(BIN / "gunicorn"), app, "-k", worker]
     cmd += ["-b", f"127.0.0.1:{free_port()}", "-w", "2", "--graceful-timeout", "20"]
-    env = kit_env(refused_endpoint(), **HOLD, OTEL_EXPORTER_PROMETHEUS_PORT=str(free_port()))
+    env = kit_env(receiver.endpoint, **HOLD, OTEL_EXPORTER_PROMETHEUS_PORT=str(free_port()))
     process = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -119,12 +120,45 @@ def configure(environ: Mapping[str, str] | None = None) -> Kit | None:
 def _configure_worker(settings: Settings, snapshot_dir: Path | None) -> None:
     """In a freshly forked worker: its own instance, providers and threads."""
     global _kit, _admin
+    _drop_supervisor_stop_handlers()  # first: the set-up below takes 100-300 ms
     if _admin is not None:
         _admin.close_inherited()  # the master serves the admin port, not the worker
         _admin = None
     _kit = _build(settings, build_resource(settings), snapshot_dir, inherited=True)
     _state.install(_kit.instrumentation)
     atexit.register(_kit.shutdown)
+
+
+# How supervisors stop their workers: gunicorn's master sends SIGTERM (graceful) or SIGQUIT (quick),
+# Granian's SIGTERM; a terminal's Ctrl-C sends SIGINT to the whole process group.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
+def _drop_supervisor_stop_handlers() -> None:
+    """In a freshly forked worker: a stop signal must not reach the supervisor's handlers.
+
+    The worker runs its parent's Python signal handlers until it sets its own (gunicorn in
+    ``Worker.init_signals``, Granian when its loop starts). Gunicorn's master handler queues the
+    signal for the master's main loop, which never runs here: a SIGTERM or SIGQUIT sent meanwhile
+    is lost, and the worker serves on until the master's graceful timeout kills it. Without the
+    kit that window lasts a few ms; ``_configure_worker`` makes it 100-300 ms. A stop signal in it
+    now ends the worker at once (it has served nothing yet): SIGTERM and SIGINT by their default
+    action, as gunicorn's own ``Worker.init_signals`` resets them; SIGQUIT with exit status 0, as
+    gunicorn's worker quits, not by its default action, which dumps core. The worker's own
+    handlers replace these as before.
+    """
+    for sig in _STOP_SIGNALS:
+        handler = signal.getsignal(sig)
+        if not callable(handler) or handler is signal.default_int_handler:
+            continue  # no Python handler, or Python's own KeyboardInterrupt: nothing of the supervisor's
+        try:
+            signal.signal(sig, _quit_at_once if sig == signal.SIGQUIT else signal.SIG_DFL)
+        except (ValueError, OSError):  # not forked from the main thread
+            return
+
+
+def _quit_at_once(signum: int, frame: object) -> None:
+    os._exit(0)
 
 
 def _metrics_dir(settings: Settings) -> tuple[Path | None, bool]:

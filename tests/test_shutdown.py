@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 
+from otel_asgi_kit import bootstrap
 from tests.support.blackhole import BlackHole, refused_endpoint
 from tests.support.otlp_receiver import OtlpReceiver, wait_for
-from tests.support.servers import kit_env, run_server, stop
+from tests.support.servers import BIN, ROOT, free_port, kit_env, run_server, stop
 
 pytestmark = pytest.mark.server
 
@@ -133,3 +139,82 @@ def test_recovery_after_the_collector_returns() -> None:
     assert arrived
     assert "cannot export traces" in stderr
     assert "export of traces to" in stderr and "works again" in stderr
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("worker", "app", "sig"),
+    [
+        pytest.param("aiohttp.GunicornWebWorker", "examples.aiohttp_app:app", signal.SIGTERM, id="aiohttp-TERM"),
+        pytest.param("aiohttp.GunicornWebWorker", "examples.aiohttp_app:app", signal.SIGINT, id="aiohttp-INT"),
+        # Not SIGINT: a booted UvicornWorker ignores the master's SIGQUIT (gunicorn 27), with or without the kit.
+        pytest.param("uvicorn.workers.UvicornWorker", "examples.starlette_app:app", signal.SIGTERM, id="uvicorn-TERM"),
+    ],
+)
+def test_gunicorn_stopped_while_a_worker_boots(worker: str, app: str, sig: int, receiver: OtlpReceiver) -> None:
+    """The master's SIGTERM (SIGINT: SIGQUIT to the workers) reaches a worker still being set up by the kit.
+
+    It used to land in the gunicorn master's handler the worker inherited, and the worker served on
+    until the graceful timeout (20 s here) killed it.
+    """
+    cmd = [str(BIN / "opentelemetry-instrument"), str(BIN / "gunicorn"), app, "-k", worker]
+    cmd += ["-b", f"127.0.0.1:{free_port()}", "-w", "2", "--graceful-timeout", "20"]
+    env = kit_env(receiver.endpoint, **HOLD, OTEL_EXPORTER_PROMETHEUS_PORT=str(free_port()))
+    process = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(_children(process.pid)) < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(_children(process.pid)) == 2  # the second worker is forked: it is setting itself up
+        started = time.monotonic()
+        process.send_signal(sig)
+        process.wait(30)
+        elapsed = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    assert elapsed < 8.0, f"gunicorn took {elapsed:.1f}s to stop: a worker waited for the graceful timeout"
+
+
+@contextmanager
+def _handlers_kept() -> Iterator[None]:
+    saved = {sig: signal.getsignal(sig) for sig in bootstrap._STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def test_a_forked_worker_drops_only_the_supervisors_stop_handlers() -> None:
+    def supervisors(signum: int, frame: object) -> None:  # like gunicorn's Arbiter.signal
+        pass
+
+    with _handlers_kept():
+        signal.signal(signal.SIGTERM, supervisors)
+        signal.signal(signal.SIGQUIT, supervisors)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        bootstrap._drop_supervisor_stop_handlers()
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        assert signal.getsignal(signal.SIGQUIT) is bootstrap._quit_at_once  # ends it without a core dump
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own: kept
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, supervisors)
+        bootstrap._drop_supervisor_stop_handlers()
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # not a Python handler: kept
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL

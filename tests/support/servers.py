@@ -26,10 +26,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-# Now and then (about 1 stop in 6 with aiohttp's worker, once seen with uvicorn's on Python 3.13) one
-# gunicorn worker under the kit stays in its event loop after the master's SIGTERM until gunicorn's
-# graceful timeout, with all its telemetry already exported; never seen without the kit. Not yet
-# understood (see the closing note of the session that found it); bounded here so a stop ends in seconds.
+# How long a test's gunicorn may take to stop its workers. It once covered a worker that lingered
+# until the graceful timeout: a stop signal sent while the kit set the worker up reached the master's
+# inherited handler and was lost (fixed: bootstrap._drop_supervisor_stop_handlers, tested in
+# tests/test_shutdown.py). Kept as a bound: a stop in a test never takes gunicorn's default 30 s.
 GUNICORN_GRACE = ("--graceful-timeout", "5")
 
 

@@ -66,6 +66,13 @@ class EcsJsonFormatter(logging.Formatter):
         ctx = trace.get_current_span().get_span_context()
         if ctx.is_valid:
             line += f', "trace.id": "{ctx.trace_id:032x}", "span.id": "{ctx.span_id:016x}"'
+        if (
+            name not in ACCESS_LOGGERS
+            and len(record.__dict__) <= _PLAIN_RECORD_SIZE
+            and not record.exc_info
+            and not record.stack_info
+        ):
+            return line + "}"
         rest = self._rest(record, name, ctx.is_valid)
         return f"{line}, {_encode(rest)[1:]}" if rest else line + "}"
 

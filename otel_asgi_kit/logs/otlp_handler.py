@@ -90,7 +90,8 @@ class OtlpLogHandler(logging.Handler):
         super().__init__()
         self._provider = logger_provider
         self._loggers: dict[str, Any] = {}
-        self._scopes: dict[str, InstrumentationScope] = {}
+        self._names: dict[str, tuple[Any, Any, bytes]] = {}
+        self._levels: dict[int, tuple[str, int, str]] = {}
         self._severities: dict[int, SeverityNumber] = {}
         limits = LogRecordLimits()
         self._max_attributes = limits.max_log_record_attributes
@@ -132,43 +133,62 @@ class OtlpLogHandler(logging.Handler):
 
     def _emit_direct(self, record: logging.LogRecord, logger: Any, emit: Any) -> bool:
         """Queue the record's encoding; False when the SDK's path must take it."""
-        enabled = getattr(logger, "_is_enabled", None)
-        if enabled is None:
-            return False
+        name = record.name
+        known = self._names.get(name)
+        resource = self._provider.resource
+        if known is None or known[1] is not resource:
+            known = self._learn(name, logger, resource)
+            if known is None:
+                return False
+        enabled, _, prefix = known
         if not enabled():
             return True  # disabled by the provider's configurator: the SDK would drop it too
-        attributes, event_name = self._attributes(record)
-        limit = self._max_attributes
-        if attributes and limit is not None and len(attributes) > limit:
-            return False  # the SDK's limit decides what is dropped
-        name = record.name
-        scope = self._scopes.get(name)
-        if scope is None:
-            scope = InstrumentationScope(name)
-            if len(self._scopes) < _MAX_LOGGERS:
-                self._scopes[name] = scope
-        prefix = GROUPS.prefix(self._provider.resource, scope)
-        if prefix is None:
-            return False
+        if len(record.__dict__) <= _PLAIN_SIZE and not record.exc_info and name not in ACCESS_LOGGERS:
+            attributes: dict[str, Any] | None = None
+            event_name = None
+        else:
+            attributes, event_name = self._attributes(record)
+            limit = self._max_attributes
+            if attributes and limit is not None and len(attributes) > limit:
+                return False  # the SDK's limit decides what is dropped
+        level = self._levels.get(record.levelno)
+        if level is None or level[0] != record.levelname:
+            level = self._level(record.levelno, record.levelname)
         ctx = get_current_span().get_span_context()
-        severity = self._severity(record.levelno)
+        traced = ctx.is_valid
         emit(
             prefix
             + accel.encode_log_fields(
                 int(record.created * 1e9),
-                severity.value,
-                _SEVERITY_TEXT.get(record.levelname, record.levelname),
+                level[1],
+                level[2],
                 self.format(record) if self.formatter else record.getMessage(),
                 attributes,
                 0,
-                int(ctx.trace_flags) if ctx.is_valid else 0,
-                ctx.trace_id if ctx.is_valid else 0,
-                ctx.span_id if ctx.is_valid else 0,
+                int(ctx.trace_flags) if traced else 0,
+                ctx.trace_id if traced else 0,
+                ctx.span_id if traced else 0,
                 time_ns(),
                 event_name,
             )
         )
         return True
+
+    def _learn(self, name: str, logger: Any, resource: Any) -> tuple[Any, Any, bytes] | None:
+        """What the direct path needs per logger name: its SDK logger's switch, the resource, the group prefix."""
+        enabled = getattr(logger, "_is_enabled", None)
+        prefix = GROUPS.prefix(resource, InstrumentationScope(name)) if enabled is not None else None
+        if enabled is None or prefix is None:
+            return None
+        known = (enabled, resource, prefix)
+        if len(self._names) < _MAX_LOGGERS:
+            self._names[name] = known
+        return known
+
+    def _level(self, levelno: int, levelname: str) -> tuple[str, int, str]:
+        level = (levelname, self._severity(levelno).value, _SEVERITY_TEXT.get(levelname, levelname))
+        self._levels[levelno] = level
+        return level
 
     def _severity(self, levelno: int) -> SeverityNumber:
         severity = self._severities.get(levelno)

@@ -1,13 +1,16 @@
 """Spans and log records encoded when they end, so the batch queue holds bytes, not objects.
 
 The SDK's batch processors queue the span (or log record) objects until the
-export thread encodes them, up to 512 at a time. Each queued span is a dozen
-objects the garbage collector tracks; in a server answering thousands of
-requests a second they outlive the young generation, are promoted and then
-force full collections of the whole heap. Measured on the benchmark app
-(Starlette/uvicorn, 10 s under wrk): 1,974 young, 179 middle and 16 full
-collections, 1.3 s of collector time per 100,000 requests — about 13 µs per
-request and the worst latencies (each full collection ~50 ms).
+export thread encodes them, up to 512 at a time: each queued span keeps a
+dozen objects alive that the garbage collector tracks, promotes and
+traverses. Queued as bytes, the span's objects are freed when the request
+is done and the queue holds one untracked object per span. (The collector
+runs that the benchmark showed — a young collection every ~50 requests, a
+full one every few seconds — came from a reference cycle per request, fixed
+in the adapters, see ``tests/test_no_cycles.py``; this keeps queued
+telemetry out of the collector's way as well.) It also lets the log handler
+queue a record it encoded itself (``logs.otlp_handler``), and a span that
+tail sampling drops is never encoded.
 
 ``EncodingSpanProcessor`` and ``EncodingLogRecordProcessor`` are the SDK's
 ``BatchSpanProcessor`` / ``BatchLogRecordProcessor`` (same queue, limits,

@@ -106,7 +106,7 @@ def log_item(record: ReadWriteLogRecord) -> bytes | None:
     prefix = GROUPS.prefix(resource, record.instrumentation_scope)
     if prefix is None:
         return None
-    return prefix + wire_logs.encode_log_record(record)
+    return prefix + wire_logs.encode_log_record(record, accel.encode_log_fields)
 
 
 def grouped(

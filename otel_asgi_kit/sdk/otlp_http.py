@@ -134,6 +134,10 @@ def _span(span: Any) -> bytes:
     return accel.encode_span(span)  # looked up per call: ``accel.use`` may switch the writer
 
 
+def _log_record(readable: Any) -> bytes:
+    return wire_logs.encode_log_record(readable, accel.encode_log_fields)
+
+
 def encode_trace_request(batch: Sequence[Any]) -> bytes:
     """The request for SDK spans, items of ``encoded.EncodingSpanProcessor``, or both."""
     return wire.request(encoded.grouped(batch, _span, wire.span_owner))
@@ -141,7 +145,7 @@ def encode_trace_request(batch: Sequence[Any]) -> bytes:
 
 def encode_logs_request(batch: Sequence[Any]) -> bytes:
     """The request for SDK log records, items of ``encoded.EncodingLogRecordProcessor``, or both."""
-    return wire.request(encoded.grouped(batch, wire_logs.encode_log_record, wire_logs.log_owner))
+    return wire.request(encoded.grouped(batch, _log_record, wire_logs.log_owner))
 
 
 class DirectSpanExporter(_Direct, OTLPSpanExporter):

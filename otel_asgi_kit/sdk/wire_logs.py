@@ -8,7 +8,7 @@ logging handler has at hand (its direct path, see ``logs.otlp_handler``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from otel_asgi_kit.sdk.wire import (
@@ -82,10 +82,11 @@ def encode_log_fields(
     return b"\x12" + (_VARINTS[n] if n < 128 else varint(n)) + body_bytes
 
 
-def encode_log_record(readable: Any) -> bytes:
-    """One ``LogRecord`` (as field 2 of ScopeLogs) from an SDK ``ReadableLogRecord``."""
+def encode_log_record(readable: Any, write: Callable[..., bytes] | None = None) -> bytes:
+    """One ``LogRecord`` (as field 2 of ScopeLogs) from an SDK ``ReadableLogRecord``, written by
+    ``write`` (``encode_log_fields`` or the compiled writer of ``sdk.accel``)."""
     record = readable.log_record
-    return encode_log_fields(
+    return (write or encode_log_fields)(
         record.timestamp,
         getattr(record.severity_number, "value", None),
         record.severity_text,

@@ -34,7 +34,7 @@ demo: $(DEMO_BIN)/.installed
 check-prereqs:
 	PYTHON=$(PYTHON) bash scripts/check_prereqs.sh
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.accel
 	$(BIN)/ruff check otel_asgi_kit tests examples benchmarks scripts deploy accel
 	$(BIN)/ruff format --check otel_asgi_kit tests examples benchmarks scripts deploy accel
 	$(BIN)/mypy

@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.timeout(400)
-def test_smoke_run_compares_the_three_variants_and_the_kit_exports(tmp_path: Path) -> None:
-    """One short round: bare, stock and kit rows in the table, and the sink received the kit's spans."""
+def test_smoke_run_compares_the_variants_and_the_kit_exports(tmp_path: Path) -> None:
+    """One short round: bare, stock, kit and kit-tail rows in the table, the sink received the kit's spans,
+    and the tail-sampled kit exported about a tenth of them (run.py checks the band and fails otherwise)."""
     done = subprocess.run(
         [
             sys.executable,
@@ -37,12 +38,12 @@ def test_smoke_run_compares_the_three_variants_and_the_kit_exports(tmp_path: Pat
 
     result = json.loads((tmp_path / "smoke.json").read_text())
     table = (tmp_path / "smoke.md").read_text()
-    expected = {"bare", "stock", "kit"}
+    expected = {"bare", "stock", "kit", "kit-tail"}
     if "stock" in result["skipped"]:
         # The stock distro's venv could not be built here (no index, too slow): say so, loudly.
         assert "STOCK SKIPPED" in output
         warnings.warn(f"benchmark smoke ran without the stock distro: {result['skipped']['stock']}", stacklevel=1)
-        expected = {"bare", "kit"}
+        expected = {"bare", "kit", "kit-tail"}
     assert {row["variant"] for row in result["summary"]} == expected
     for variant in expected:
         assert f"| plain | {variant} |" in table
@@ -52,3 +53,9 @@ def test_smoke_run_compares_the_three_variants_and_the_kit_exports(tmp_path: Pat
     for run in kit_runs:
         assert run["sink"]["decodes"], "the sink could not import opentelemetry-proto"
         assert run["sink"]["spans"] > 0, output
+    tail_runs = [r for r in result["runs"] if r["variant"] == "kit-tail"]
+    assert tail_runs and all("error" not in r for r in tail_runs), output
+    for run in tail_runs:
+        share = run["sink"]["spans"] / run["requests_total"]
+        assert 0.05 < share < 0.2, (share, output)
+    assert "| plain: kit-tail overhead µs/req |" in table

@@ -15,28 +15,28 @@ _DAPHNE = "daphne.access"
 ACCESS_LOGGERS = frozenset({_UVICORN, "aiohttp.access", "gunicorn.access", _GRANIAN, _DAPHNE})
 
 
+def _request_fields(client: Any, method: Any, path: Any, status: Any) -> dict[str, Any]:
+    """The fields of a ``host:port``, method, URL, status access line."""
+    return {
+        "client.address": str(client).rsplit(":", 1)[0],
+        "http.request.method": method,
+        "url.original": path,
+        "http.response.status_code": status,
+    }
+
+
 def access_fields(record: logging.LogRecord) -> dict[str, Any] | None:
     """ECS/semconv fields of an access-log record (method, URL, status, client), or None for other records."""
     args = record.args
     if record.name == _UVICORN and isinstance(args, tuple) and len(args) == 5:
         client, method, path, _version, status = args
-        return {
-            "client.address": str(client).rsplit(":", 1)[0],
-            "http.request.method": method,
-            "url.original": path,
-            "http.response.status_code": status,
-        }
+        return _request_fields(client, method, path, status)
     if record.name == _GRANIAN and isinstance(args, dict):
         return _granian_access_fields(args)
     if record.name == _DAPHNE and isinstance(args, tuple) and len(args) == 5:
         # The kit's own record for Daphne (asgi/daphne.py): client, method, URL, status, size.
         client, method, path, status, _size = args
-        return {
-            "client.address": str(client).rsplit(":", 1)[0],
-            "http.request.method": method,
-            "url.original": path,
-            "http.response.status_code": status,
-        }
+        return _request_fields(client, method, path, status)
     line = record.__dict__.get(AIOHTTP_REQUEST_LINE)
     if isinstance(line, str):
         return _aiohttp_access_fields(record.__dict__, line)

@@ -47,7 +47,7 @@ class EcsJsonFormatter(logging.Formatter):
         return f"{self._second_text}.{int((created - second) * 1000):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        """The JSON object ``_encode`` would write for the document of ``_document``, built faster.
+        """The JSON object ``_encode`` would write for the record's document, built faster.
 
         The five fixed fields and the trace ids are written into the line
         directly (their values escaped by the encoder's own string function);
@@ -105,36 +105,6 @@ class EcsJsonFormatter(logging.Formatter):
         elif record.stack_info:
             rest["error.stack_trace"] = record.stack_info
         return rest
-
-    def _document(self, record: logging.LogRecord) -> dict[str, Any]:
-        """The document as a dict, built the plain way: the reference ``format`` is tested against."""
-        doc: dict[str, Any] = {
-            "@timestamp": self._timestamp(record.created),
-            "log.level": record.levelname.lower(),
-            "message": record.getMessage().rstrip("\n"),
-            "log.logger": record.name,
-            "service.name": self._service_name,
-        }
-        ctx = trace.get_current_span().get_span_context()
-        if ctx.is_valid:
-            doc["trace.id"] = format(ctx.trace_id, "032x")
-            doc["span.id"] = format(ctx.span_id, "016x")
-        if record.name in ACCESS_LOGGERS:
-            access = access_fields(record)
-            if access is not None:
-                doc.update(access)
-        if len(record.__dict__) > _PLAIN_RECORD_SIZE:
-            for key, value in record.__dict__.items():
-                if "." in key and key not in doc:
-                    doc[key] = value
-        if record.exc_info and record.exc_info[0] is not None:
-            exc_type, exc, tb = record.exc_info
-            doc["error.type"] = exc_type.__qualname__
-            doc["error.message"] = str(exc)
-            doc["error.stack_trace"] = "".join(traceback.format_exception(exc_type, exc, tb))
-        elif record.stack_info:
-            doc["error.stack_trace"] = record.stack_info
-        return doc
 
 
 class TextFormatter(logging.Formatter):

@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otel_asgi_kit.sdk import accel, wire_logs
+from otel_asgi_kit.sdk.wire import Grouped, bucket
 
 _MAX_GROUPS = 1 << 16
 _IDENTITY_LIMIT = 4096
@@ -109,35 +110,23 @@ def log_item(record: ReadWriteLogRecord) -> bytes | None:
     return prefix + wire_logs.encode_log_record(record, accel.encode_log_fields)
 
 
-def grouped(
-    items: Sequence[Any], encode: Callable[[Any], bytes], owner: Callable[[Any], tuple[Any, Any]]
-) -> dict[int, tuple[Any, dict[int, tuple[Any, list[Any]]]]]:
-    """``wire.grouped`` for batches that hold encoded items, objects, or both."""
-    groups: dict[int, tuple[Any, dict[int, tuple[Any, list[Any]]]]] = {}
+def grouped(items: Sequence[Any], encode: Callable[[Any], bytes], owner: Callable[[Any], tuple[Any, Any]]) -> Grouped:
+    """``wire._grouped`` for batches that hold encoded items, objects, or both."""
+    groups: Grouped = {}
     pair = GROUPS.pair
     last_prefix = b""
-    bucket: list[Any] = []
+    items_of: list[Any] = []
     for item in items:
         if type(item) is bytes:
             prefix = item[:2]
             if prefix != last_prefix:
-                bucket = _bucket(groups, *pair(prefix))
+                items_of = bucket(groups, *pair(prefix))
                 last_prefix = prefix
-            bucket.append(memoryview(item)[2:])
+            items_of.append(memoryview(item)[2:])
         else:
             last_prefix = b""
-            _bucket(groups, *owner(item)).append(encode(item))
+            bucket(groups, *owner(item)).append(encode(item))
     return groups
-
-
-def _bucket(groups: dict[int, tuple[Any, dict[int, tuple[Any, list[Any]]]]], resource: Any, scope: Any) -> list[Any]:
-    by_scope = groups.get(id(resource))
-    if by_scope is None:
-        by_scope = groups[id(resource)] = (resource, {})
-    found = by_scope[1].get(id(scope))
-    if found is None:
-        found = by_scope[1][id(scope)] = (scope, [])
-    return found[1]
 
 
 class EncodingSpanProcessor(BatchSpanProcessor):

@@ -174,23 +174,28 @@ _resource_memo = _Memo(_resource_field)
 _scope_memo = _Memo(_scope_field)
 
 
-def _grouped(
-    items: Sequence[Any], encode: Callable[[Any], bytes], owner: Callable[[Any], tuple[Any, Any]]
-) -> dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]]:
-    groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
+Grouped = dict[int, tuple[Any, dict[int, tuple[Any, list[Any]]]]]
+
+
+def bucket(groups: Grouped, resource: Any, scope: Any) -> list[Any]:
+    """The list of encoded items of (resource, scope) in ``groups``, made on first use."""
+    by_scope = groups.get(id(resource))
+    if by_scope is None:
+        by_scope = groups[id(resource)] = (resource, {})
+    found = by_scope[1].get(id(scope))
+    if found is None:
+        found = by_scope[1][id(scope)] = (scope, [])
+    return found[1]
+
+
+def _grouped(items: Sequence[Any], encode: Callable[[Any], bytes], owner: Callable[[Any], tuple[Any, Any]]) -> Grouped:
+    groups: Grouped = {}
     for item in items:
-        resource, scope = owner(item)
-        by_scope = groups.get(id(resource))
-        if by_scope is None:
-            by_scope = groups[id(resource)] = (resource, {})
-        bucket = by_scope[1].get(id(scope))
-        if bucket is None:
-            bucket = by_scope[1][id(scope)] = (scope, [])
-        bucket[1].append(encode(item))
+        bucket(groups, *owner(item)).append(encode(item))
     return groups
 
 
-def request(groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]]) -> bytes:
+def request(groups: Grouped) -> bytes:
     """ExportXServiceRequest: resource → scope → items, as the stock encoders group them."""
     out = []
     for resource, scopes in groups.values():

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from typing import Any
 
 import httpx
@@ -88,6 +89,26 @@ def test_route_template_and_caught_exception_on_the_span(framework: str, telemet
         (None, 404, None): 1,
         ("/fail", 500, "RuntimeError"): 2,
     }
+
+
+def test_django_cleanup_after_the_response_is_no_background_work(telemetry: Telemetry) -> None:
+    """Django closes the response and sends ``request_finished`` in its worker thread after the last
+    byte; however long that takes (a slow receiver here, a busy host in CI), the request has one span."""
+    from django.core.signals import request_finished
+
+    def slow_receiver(**kwargs: Any) -> None:
+        time.sleep(0.2)
+
+    request_finished.connect(slow_receiver, dispatch_uid="test.slow_receiver")
+    try:
+        responses = _serve(_app("django"), telemetry, ["/items/7", "/nope"])
+    finally:
+        request_finished.disconnect(dispatch_uid="test.slow_receiver")
+    assert [r.status_code for r in responses] == [200, 404]
+    spans = telemetry.spans.get_finished_spans()
+    assert [s.name for s in spans] == ["GET /items/{item_id}", "GET"]
+    # The span still ends at the response's last byte, not after the receiver.
+    assert all(s.end_time - s.start_time < 150_000_000 for s in spans)
 
 
 def test_django_regex_routes_are_templates() -> None:

@@ -3,9 +3,11 @@
 Django routes inside its one ASGI callable. ``BaseHandler.resolve_request``
 is where the match is known and the request (``ASGIRequest.scope`` is the
 server's scope) is at hand: the hook copies ``resolver_match.route`` there.
-An exception in a view or middleware never leaves Django: it sends
-``got_request_exception`` while the exception is being handled, then
-answers 500. The receiver hands that exception to the middleware.
+The same hook marks the scope: after the last byte Django only closes the
+response and sends ``request_finished`` (in its worker thread), which is no
+background task of the app. An exception in a view or middleware never
+leaves Django: it sends ``got_request_exception`` while the exception is
+being handled, then answers 500. The receiver hands that exception to the middleware.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import re
 import sys
 from typing import Any
 
-from otel_asgi_kit.asgi.routes import ERROR_KEY, ROUTE_KEY
+from otel_asgi_kit.asgi.keys import CLEANUP_KEY, ERROR_KEY, ROUTE_KEY
 from otel_asgi_kit.failsafe import report_once
 from otel_asgi_kit.patching import HookUnavailableError, guarded, patch, require
 
@@ -48,9 +50,11 @@ def _hook_routes() -> None:
 
     def make(original: Any) -> Any:
         def resolve_request(self: Any, request: Any) -> Any:
+            scope = getattr(request, "scope", None)  # None under WSGI
+            if scope is not None:
+                scope[CLEANUP_KEY] = True  # before matching: a 404 (Resolver404) is marked too
             match = original(self, request)
             try:
-                scope = getattr(request, "scope", None)  # None under WSGI
                 route = match.route
                 if scope is not None and route is not None:
                     scope[ROUTE_KEY] = route_template(route)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from otel_asgi_kit import _state
-from otel_asgi_kit.asgi.keys import ERROR_KEY, SPAN_KEY
+from otel_asgi_kit.asgi.keys import CLEANUP_KEY, ERROR_KEY, SPAN_KEY
 from otel_asgi_kit.asgi.routes import route_template
 from otel_asgi_kit.asgi.websocket import traced_websocket
 from otel_asgi_kit.core.client_address import client_address
@@ -127,6 +127,7 @@ def _finish(
         client=client_ip,
         scheme=scope.get("scheme"),
         response_attributes=response_attributes,
+        background=CLEANUP_KEY not in scope,
     )
 
 

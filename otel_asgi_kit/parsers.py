@@ -111,9 +111,12 @@ def parse_url(text: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidValueError("an http:// or https:// URL")
     try:
-        parts.port  # noqa: B018 - raises on a bad port
+        port = parts.port  # raises on a port that is not a number in 0-65535
     except ValueError:
-        raise InvalidValueError("an http:// or https:// URL with a valid port") from None
+        port = 0
+    # "http://host:" has no port at all: the exporter would quietly use the scheme's default.
+    if port == 0 or parts.netloc.endswith(":"):
+        raise InvalidValueError("an http:// or https:// URL with a valid port (1-65535) after ':'")
     return value
 
 

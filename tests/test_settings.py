@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from otel_asgi_kit.settings import VARS, load_settings
 
 
@@ -74,6 +76,18 @@ def test_bad_values_are_named_and_defaulted() -> None:
     assert s.admin_port == 9464
     assert s.otlp["traces"].endpoint == "http://localhost:4318/v1/traces"
     assert s.sdk_disabled is False
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:", "http://127.0.0.1:0", "http://[::1]:", "https://h:99999"])
+def test_an_endpoint_with_an_empty_or_impossible_port_is_named(endpoint: str) -> None:
+    """``http://host:`` would quietly export to the default port; it is refused with the variable named."""
+    s = load_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    assert s.problems == (
+        f"OTEL_EXPORTER_OTLP_ENDPOINT={endpoint!r} is not an http:// or https:// URL with a valid port (1-65535) "
+        "after ':'; ignoring it",
+    )
+    assert s.otlp["traces"].endpoint == "http://localhost:4318/v1/traces"
+    assert load_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}).problems == ()
 
 
 def test_secrets_are_never_printed() -> None:

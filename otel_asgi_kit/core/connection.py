@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from time import perf_counter
 
-from opentelemetry import context, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -18,6 +17,7 @@ from otel_asgi_kit.core.instrumentation import Instrumentation
 from otel_asgi_kit.core.propagation import trace_header_value
 from otel_asgi_kit.failsafe import report_once
 from otel_asgi_kit.metrics.websocket_aggregator import MessageCell
+from otel_asgi_kit.sdk import current
 
 # 1000 normal, 1001 going away, 1005 no status: the ends of a healthy connection.
 NORMAL_CLOSE = frozenset({1000, 1001, 1005})
@@ -48,7 +48,7 @@ class Connection:
             kind=SpanKind.SERVER,
             attributes={"url.path": path, "url.scheme": scheme, "network.protocol.name": "websocket"},
         )
-        self.token = context.attach(trace.set_span_in_context(self.span, parent))
+        self.token = current.attach_span(self.span, parent)
         self.task = active.enter(self.span)
         self.start = perf_counter()
         self.received = self.sent = 0
@@ -116,7 +116,7 @@ class Connection:
         span.end()
         active.leave(self.task)
         if exc is None:
-            context.detach(self.token)
+            current.detach(self.token)
         ws = self.inst.websocket
         if ws is not None:
             ws.closed(route if route is not None else self.route, elapsed)

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from time import perf_counter, time_ns
 from typing import Any
 
-from opentelemetry import context, trace
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -32,6 +32,7 @@ from otel_asgi_kit.core import active
 from otel_asgi_kit.core.instrumentation import Instrumentation
 from otel_asgi_kit.core.propagation import trace_header_value
 from otel_asgi_kit.failsafe import report_once
+from otel_asgi_kit.sdk import current
 from otel_asgi_kit.sdk.server_span import ServerSpan
 
 security_log = logging.getLogger("otel_asgi_kit.security")
@@ -99,7 +100,7 @@ class ServerRequest:
             # Header names come from the client: the SDK's checks and limits apply to these.
             span.set_attributes(captured_headers)
         self.span = span
-        self.token = context.attach(trace.set_span_in_context(span, parent))
+        self.token = current.attach_span(span, parent)
         self.task = active.enter(span)
         http = inst.http
         if http is not None:
@@ -201,7 +202,7 @@ class ServerRequest:
             self._background_span(name or method, after_response)
         active.leave(self.task)
         if not escaped:
-            context.detach(self.token)
+            current.detach(self.token)
         # On an exception the context stays attached: the server's own error log,
         # written after the exception leaves the app, then carries the trace id.
         # Each request runs in its own task, so nothing leaks to the next one.

@@ -17,9 +17,8 @@ import time
 import traceback
 from typing import Any
 
-from opentelemetry import trace
-
 from otel_asgi_kit.logs.access import ACCESS_LOGGERS, access_fields
+from otel_asgi_kit.sdk.current import span_context
 
 # A plain LogRecord has about 22 attributes; more means ``extra=`` fields to copy.
 _PLAIN_RECORD_SIZE = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) + 1
@@ -63,9 +62,9 @@ class EcsJsonFormatter(logging.Formatter):
         if head is None:
             head = self._head(name, record.levelname)
         line = f'{{"@timestamp": "{self._timestamp(record.created)}", {head[0]}"message": {_string(message)}, {head[1]}'
-        ctx = trace.get_current_span().get_span_context()
-        if ctx.is_valid:
-            line += f', "trace.id": "{ctx.trace_id:032x}", "span.id": "{ctx.span_id:016x}"'
+        ctx = span_context()
+        if ctx is not None:
+            line += f', "trace.id": "{ctx[0]:032x}", "span.id": "{ctx[1]:016x}"'
         if (
             name not in ACCESS_LOGGERS
             and len(record.__dict__) <= _PLAIN_RECORD_SIZE
@@ -73,7 +72,7 @@ class EcsJsonFormatter(logging.Formatter):
             and not record.stack_info
         ):
             return line + "}"
-        rest = self._rest(record, name, ctx.is_valid)
+        rest = self._rest(record, name, ctx is not None)
         return f"{line}, {_encode(rest)[1:]}" if rest else line + "}"
 
     def _head(self, name: str, levelname: str) -> tuple[str, str]:
@@ -115,8 +114,8 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        ctx = trace.get_current_span().get_span_context()
-        if ctx.is_valid:
-            line += f" trace.id={ctx.trace_id:032x} span.id={ctx.span_id:016x}"
+        ctx = span_context()
+        if ctx is not None:
+            line += f" trace.id={ctx[0]:032x} span.id={ctx[1]:016x}"
         # One record, one line: newlines in user text are escaped.
         return line.replace("\r", "\\r").replace("\n", "\\n").replace("\x1b", "\\x1b")

@@ -37,11 +37,10 @@ from opentelemetry.context import get_current
 from opentelemetry.instrumentation.log_utils import std_to_otel
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import get_current_span
 
 from otel_asgi_kit.failsafe import report_once
 from otel_asgi_kit.logs.access import ACCESS_LOGGERS, access_fields
-from otel_asgi_kit.sdk import accel
+from otel_asgi_kit.sdk import accel, current
 from otel_asgi_kit.sdk.encoded import GROUPS, EncodingLogRecordProcessor
 
 _PLAIN = vars(logging.LogRecord("", 0, "", 0, "", (), None))
@@ -54,6 +53,7 @@ _EVENT_NAME_DEPRECATED = "event.name"
 _MAX_LOGGERS = 1024
 _PRIMITIVE = frozenset({str, int, float, bool, bytes, type(None)})
 _MAX_DEPTH = 4
+_UNTRACED = (0, 0, 0)
 
 
 def _attribute_value(value: Any, depth: int) -> Any:
@@ -96,8 +96,9 @@ class OtlpLogHandler(logging.Handler):
         limits = LogRecordLimits()
         self._max_attributes = limits.max_log_record_attributes
         self._direct_ok = limits.max_log_record_attribute_length is None
-        self._direct_for: Any = None  # the processor tuple the direct path was decided for
-        self._direct_emit: Any = None
+        # (the processor tuple the direct path was decided for, the queue's emit or None): one attribute,
+        # replaced whole, so a thread never pairs one tuple with another's decision.
+        self._direct_state: tuple[Any, Any] = (None, None)
 
     def _logger(self, name: str) -> Any:
         logger = self._loggers.get(name)
@@ -110,11 +111,26 @@ class OtlpLogHandler(logging.Handler):
     def _direct(self) -> Any:
         """The kit processor's queue ``emit`` while it is the provider's only processor, else None."""
         processors = _processors(self._provider)
-        if processors is not self._direct_for:
-            self._direct_for = processors
+        state = self._direct_state
+        if processors is not state[0]:
             only = processors[0] if self._direct_ok and type(processors) is tuple and len(processors) == 1 else None
-            self._direct_emit = only._emit if isinstance(only, EncodingLogRecordProcessor) else None
-        return self._direct_emit
+            state = (processors, only._emit if isinstance(only, EncodingLogRecordProcessor) else None)
+            self._direct_state = state
+        return state[1]
+
+    def handle(self, record: logging.LogRecord) -> Any:
+        """``Handler.handle`` without the handler's lock: ``emit`` keeps no state another thread could
+        see half-written (its caches are single dict stores, the direct path's decision is one
+        attribute) and the queue's append is atomic."""
+        rv: Any = True
+        if self.filters:
+            rv = self.filter(record)
+            if not rv:
+                return rv
+            if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may return a replacement
+                record = rv
+        self.emit(record)
+        return rv
 
     def emit(self, record: logging.LogRecord) -> None:
         # What the SDK's internals log while a record is emitted must not come back here.
@@ -154,8 +170,8 @@ class OtlpLogHandler(logging.Handler):
         level = self._levels.get(record.levelno)
         if level is None or level[0] != record.levelname:
             level = self._level(record.levelno, record.levelname)
-        ctx = get_current_span().get_span_context()
-        traced = ctx.is_valid
+        ctx = current.span_context()  # SpanContext: (trace_id, span_id, remote, flags, ...)
+        trace_id, span_id, flags = (ctx[0], ctx[1], int(ctx[3])) if ctx is not None else _UNTRACED
         emit(
             prefix
             + accel.encode_log_fields(
@@ -165,9 +181,9 @@ class OtlpLogHandler(logging.Handler):
                 self.format(record) if self.formatter else record.getMessage(),
                 attributes,
                 0,
-                int(ctx.trace_flags) if traced else 0,
-                ctx.trace_id if traced else 0,
-                ctx.span_id if traced else 0,
+                flags,
+                trace_id,
+                span_id,
                 time_ns(),
                 event_name,
             )

@@ -20,10 +20,11 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
+
+from otel_asgi_kit.sdk.current import span_context
 
 _DRAIN_EVERY = 64
 
@@ -199,9 +200,9 @@ class TraceLogBuffer(logging.Handler):
 
     def handle(self, record: logging.LogRecord) -> bool:
         # No handler lock and no formatting: deque.append is atomic.
-        ctx = trace.get_current_span().get_span_context()
-        if ctx.is_valid:
-            self._records.append((ctx.trace_id, ctx.span_id, record))
+        ctx = span_context()
+        if ctx is not None:
+            self._records.append((ctx[0], ctx[1], record))
         return True
 
     def emit(self, record: logging.LogRecord) -> None:

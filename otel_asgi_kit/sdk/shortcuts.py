@@ -27,6 +27,11 @@ RELIED_ON: dict[str, tuple[str, ...]] = {
         "LoggerProvider instance field: _multi_log_record_processor (its _log_record_processors tuple)",
         "opentelemetry.sdk._logs.Logger._is_enabled",
     ),
+    "current span read directly": (
+        "opentelemetry.context._RUNTIME_CONTEXT._current_context",
+        "opentelemetry.trace.propagation._SPAN_KEY",
+        "SpanContext's tuple layout (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid)",
+    ),
     "metric reader": ("opentelemetry.sdk.metrics.export.PeriodicExportingMetricReader._receive_metrics",),
     "prometheus merge": ("opentelemetry.exporter.prometheus.PrometheusMetricReader._receive_metrics",),
 }
@@ -90,6 +95,12 @@ def _logs_encoded_directly() -> bool:
         provider.shutdown()
 
 
+def _current_span() -> bool:
+    from otel_asgi_kit.sdk import current
+
+    return current.FAST
+
+
 def _metric_reader() -> bool:
     from otel_asgi_kit.sdk.periodic_reader import fast
 
@@ -110,6 +121,7 @@ def status() -> dict[str, bool]:
         "log batching": _log_batching,
         "spans encoded at end": _spans_encoded_at_end,
         "log records encoded directly": _logs_encoded_directly,
+        "current span read directly": _current_span,
         "metric reader": _metric_reader,
         "prometheus merge": _prometheus_merge,
     }

@@ -24,6 +24,10 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+# Where servers run. Not the repository root: ``opentelemetry-instrument`` puts its working directory
+# first on PYTHONPATH, so from the root every venv — the kit-base one too — imported the working
+# tree's ``otel_asgi_kit`` instead of its own installed revision (``kit_source`` checks it).
+SERVER_CWD = BENCH
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_CORE = 0  # the server and all its threads (export threads included)
 CLIENT_CORE = 1  # wrk and the OTLP sink
@@ -305,6 +309,23 @@ class Variant:
         return env
 
 
+def kit_source(bin_dir: Path, cwd: Path = SERVER_CWD) -> str:
+    """The ``otel_asgi_kit`` file a server of this venv imports under ``opentelemetry-instrument`` from ``cwd``."""
+    probe = "import otel_asgi_kit; print(otel_asgi_kit.__file__)"
+    env = {**base_env(), "OTEL_SDK_DISABLED": "true"}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        [str(bin_dir / "opentelemetry-instrument"), str(bin_dir / "python"), "-c", probe],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
 def make_variants(
     kit_python: str, stock_venv: Path | None, base_kit_python: str | None = None, framework: str = "starlette"
 ) -> dict[str, Variant]:
@@ -356,7 +377,7 @@ class Server:
     def start(self) -> None:
         self.process = subprocess.Popen(
             pinned(SERVER_CORE, self.cmd),
-            cwd=ROOT,
+            cwd=SERVER_CWD,
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -37,6 +37,7 @@ from harness import (
     ensure_stock_venv,
     free_port,
     git_revision,
+    kit_source,
     machine_info,
     make_variants,
     memory_kb,
@@ -351,6 +352,7 @@ def render(
         f"- load: {meta['load_tool']} -t1 -c{meta['connections']}, {meta['duration']:g} s measured after "
         f"{meta['warmup']:g} s warm-up, {meta['rounds']} interleaved round(s); medians over rounds",
         f"- kit revision: {meta['kit_revision']}",
+        *(f"- {name} imports {path}" for name, path in meta.get("kit_sources", {}).items()),
     ]
     for name, facts in meta["interpreters"].items():
         pkgs = ", ".join(f"{k} {v}" for k, v in facts["packages"].items() if v)
@@ -443,6 +445,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if wrk is None:
         print("note: wrk not available, using the Python load generator (req/s understates the server)", flush=True)
 
+    sources = {name: kit_source(v.bin_dir) for name, v in variants.items() if v.launcher and name != "stock"}
+    if "kit-base" in sources and sources["kit-base"] == sources["kit"]:
+        print(f"error: kit-base imports the same otel_asgi_kit as kit ({sources['kit']})", file=sys.stderr)
+        return 2
     interpreters = {"kit venv": python_facts(args.kit_python, REPORTED_PACKAGES)}
     if stock_venv is not None:
         interpreters["stock venv"] = python_facts(str(stock_venv / "bin" / "python"), REPORTED_PACKAGES)
@@ -456,6 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine_info(),
         "interpreters": interpreters,
         "kit_revision": git_revision(),
+        "kit_sources": sources,
         "load_tool": load.tool,
         "connections": args.connections,
         "duration": args.duration,

@@ -59,3 +59,23 @@ def test_smoke_run_compares_the_variants_and_the_kit_exports(tmp_path: Path) -> 
         share = run["sink"]["spans"] / run["requests_total"]
         assert 0.05 < share < 0.2, (share, output)
     assert "| plain: kit-tail overhead µs/req |" in table
+
+
+def test_servers_import_their_own_venvs_kit(tmp_path: Path) -> None:
+    """``opentelemetry-instrument`` puts its working directory first on PYTHONPATH: a directory holding an
+    ``otel_asgi_kit`` shadows the venv's own (so a kit-base venv measured the working tree). The benchmark's
+    servers run from ``SERVER_CWD``, where the venv's kit is the one imported."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from harness import SERVER_CWD, kit_source
+    finally:
+        sys.path.pop(0)
+    fake = tmp_path / "otel_asgi_kit"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    bin_dir = Path(sys.executable).parent
+    assert kit_source(bin_dir, cwd=tmp_path) == str(fake / "__init__.py")  # the hazard, shown
+    import otel_asgi_kit
+
+    assert not (SERVER_CWD / "otel_asgi_kit").exists()
+    assert kit_source(bin_dir) == otel_asgi_kit.__file__

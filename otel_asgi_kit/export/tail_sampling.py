@@ -23,12 +23,29 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
 _TRACE_ID_LIMIT = (1 << 64) - 1
+
+
+_Facts = tuple[Any, Any, Any, Any, int]
+
+
+def _facts(span: ReadableSpan) -> _Facts:
+    """Context, parent, status code, attributes and duration of an ended span: an SDK span's fields
+    when it has them (its properties cost a Python call each, ``attributes`` a mapping proxy)."""
+    try:
+        status, attributes = span._status, span._attributes
+        ctx, parent, start, end = span._context, span._parent, span._start_time, span._end_time
+        attributes = getattr(attributes, "_dict", attributes)  # BoundedAttributes: its plain dict
+    except AttributeError:
+        status, attributes = span.status, span.attributes
+        ctx, parent, start, end = span.context, span.parent, span.start_time, span.end_time
+    return ctx, parent, status.status_code, attributes, (end or 0) - (start or 0)
 
 
 class TailSampler(SpanProcessor):
@@ -55,22 +72,26 @@ class TailSampler(SpanProcessor):
             processor.on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        ctx = span.context
+        facts = _facts(span)
+        ctx, parent = facts[0], facts[1]
         if ctx is None:
             return
         trace_id = ctx.trace_id
-        parent = span.parent
         if parent is not None and not parent.is_remote:
             self._child_ended(trace_id, span)
             return
+        decided = self._decided
         with self._lock:
-            waiting = self._waiting.pop(trace_id, [])
-            keep = self._keep(span, waiting)
-            self._decided[trace_id] = keep
-            if len(self._decided) > self._max_decisions:
-                self._decided.popitem(last=False)
+            waiting = self._waiting.pop(trace_id, None)
+            keep = self._keep(facts, waiting)
+            decided[trace_id] = keep
+            if len(decided) > self._max_decisions:
+                decided.popitem(last=False)
         if keep:
-            self._export([*waiting, span])
+            if waiting:
+                self._export(waiting)
+            for processor in self._processors:
+                processor.on_end(span)
 
     def _child_ended(self, trace_id: int, span: ReadableSpan) -> None:
         evicted: list[ReadableSpan] = []
@@ -85,20 +106,19 @@ class TailSampler(SpanProcessor):
         elif evicted:
             self._export(evicted)
 
-    def _keep(self, root: ReadableSpan, children: list[ReadableSpan]) -> bool:
-        parent = root.parent
+    def _keep(self, facts: _Facts, children: list[ReadableSpan] | None) -> bool:
+        ctx, parent, status_code, attributes, duration_ns = facts
         if parent is not None and parent.is_remote and parent.trace_flags.sampled:
             return True
-        if root.status.status_code is StatusCode.ERROR or any(
-            c.status.status_code is StatusCode.ERROR for c in children
+        if status_code is StatusCode.ERROR or (
+            children and any(c.status.status_code is StatusCode.ERROR for c in children)
         ):
             return True
-        status = (root.attributes or {}).get("http.response.status_code")
+        status = attributes.get("http.response.status_code") if attributes else None
         if isinstance(status, int) and status >= 500:
             return True
-        if (root.end_time or 0) - (root.start_time or 0) >= self._slow_ns:
+        if duration_ns >= self._slow_ns:
             return True
-        ctx = root.context
         return ctx is not None and (ctx.trace_id & _TRACE_ID_LIMIT) < self._bound
 
     def _export(self, spans: list[ReadableSpan]) -> None:

@@ -122,7 +122,10 @@ def grouped(items: Sequence[Any], encode: Callable[[Any], bytes], owner: Callabl
             if prefix != last_prefix:
                 items_of = bucket(groups, *pair(prefix))
                 last_prefix = prefix
-            items_of.append(memoryview(item)[2:])
+            # A copy, not a memoryview: bytes are not tracked by the garbage collector, a memoryview is,
+            # and 512 of them per batch made the export thread pay for collections (measured: 4.4 µs
+            # per span in a loaded server against 0.25 with the copy).
+            items_of.append(item[2:])
         else:
             last_prefix = b""
             bucket(groups, *owner(item)).append(encode(item))

@@ -32,6 +32,9 @@ RELIED_ON: dict[str, tuple[str, ...]] = {
         "opentelemetry.trace.propagation._SPAN_KEY",
         "SpanContext's tuple layout (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid)",
     ),
+    "environment read once per exporter": (
+        "the OTLP/HTTP client's _transport._session (a requests.Session) and _endpoint",
+    ),
     "metric reader": ("opentelemetry.sdk.metrics.export.PeriodicExportingMetricReader._receive_metrics",),
     "prometheus merge": ("opentelemetry.exporter.prometheus.PrometheusMetricReader._receive_metrics",),
 }
@@ -45,12 +48,12 @@ def _server_span() -> bool:
     return ServerSpanStarter(TracerProvider().get_tracer("doctor")).fast
 
 
-def _encoders() -> tuple[bool, bool]:
+def _encoders() -> tuple[bool, bool, bool]:
     from otel_asgi_kit.sdk.otlp_http import DirectLogExporter, DirectSpanExporter
 
     spans = DirectSpanExporter(endpoint="http://127.0.0.1:4318/v1/traces")
     logs = DirectLogExporter(endpoint="http://127.0.0.1:4318/v1/logs")
-    found = (spans.direct, logs.direct)
+    found = (spans.direct, logs.direct, spans.environment_read_once and logs.environment_read_once)
     spans.shutdown()
     logs.shutdown()
     return found
@@ -115,7 +118,7 @@ def _prometheus_merge() -> bool:
 
 def status() -> dict[str, bool]:
     """Each shortcut and whether it applies to the installed SDK and exporter releases."""
-    spans, logs = _encoders()
+    spans, logs, environment = _encoders()
     checks: dict[str, Callable[[], bool]] = {
         "server span start": _server_span,
         "log batching": _log_batching,
@@ -128,4 +131,5 @@ def status() -> dict[str, bool]:
     found = {name: check() for name, check in checks.items()}
     found["span encoding"] = spans
     found["log encoding"] = logs
+    found["environment read once per exporter"] = environment
     return {name: found[name] for name in RELIED_ON}

@@ -122,9 +122,10 @@ def grouped(items: Sequence[Any], encode: Callable[[Any], bytes], owner: Callabl
             if prefix != last_prefix:
                 items_of = bucket(groups, *pair(prefix))
                 last_prefix = prefix
-            # A copy, not a memoryview: bytes are not tracked by the garbage collector, a memoryview is,
-            # and 512 of them per batch made the export thread pay for collections (measured: 4.4 µs
-            # per span in a loaded server against 0.25 with the copy).
+            # A copy, not a memoryview: cheaper (0.07 against 0.22 µs per item) and not tracked by the
+            # garbage collector, so a batch adds no young objects. (With memoryviews the export thread
+            # often was the one to trigger the process's collections and paid for them; the process's
+            # total collection time is the same either way.)
             items_of.append(item[2:])
         else:
             last_prefix = b""

@@ -21,7 +21,7 @@ from tests.conftest import Telemetry, make_telemetry
 from tests.support.otlp_receiver import OtlpReceiver, wait_for
 from tests.support.servers import ROOT, kit_env, run_server
 
-FRAMEWORKS = ["django", "falcon", "blacksheep", "litestar"]
+FRAMEWORKS = ["django", "falcon", "blacksheep", "litestar", "quart"]
 PATHS = ["/items/7", "/v1/items/3", "/items/8", "/nope", "/fail", "/fail"]
 
 
@@ -166,10 +166,12 @@ def _break_blacksheep() -> None:
 
 def _break_quart() -> None:
     import quart.ctx
+    import quart.signals
 
     for name in ("_BaseRequestWebsocketContext", "AppContext"):
         if hasattr(quart.ctx, name):
             delattr(quart.ctx, name)
+    del quart.signals.got_request_exception
 
 
 def _break_litestar() -> None:
@@ -204,7 +206,7 @@ def serve_broken(framework: str) -> None:
         ("django", ["naming Django routes", "recording Django's caught exceptions"], "GET"),
         ("falcon", ["naming Falcon routes", "recording Falcon's caught exceptions"], "GET"),
         ("blacksheep", ["naming BlackSheep routes", "recording BlackSheep's caught exceptions"], "GET"),
-        ("quart", ["naming Quart routes"], "GET"),
+        ("quart", ["naming Quart routes", "recording Quart's caught exceptions"], "GET"),
         # Litestar's route needs no hook: only the exception hook is lost.
         ("litestar", ["recording Litestar's caught exceptions"], "GET /items/{item_id}"),
     ],

@@ -16,6 +16,7 @@ from typing import Any
 
 from otel_asgi_kit.asgi import blacksheep, django, falcon
 from otel_asgi_kit.asgi.routes import ERROR_KEY, MOUNT_PREFIX_KEY, ROUTE_KEY
+from otel_asgi_kit.failsafe import report_once
 from otel_asgi_kit.patching import HookUnavailableError, guarded, patch, require
 from otel_asgi_kit.types import Receive, Scope, Send
 
@@ -85,6 +86,28 @@ def _quart_template(rule: str) -> str:
 @functools.lru_cache(maxsize=1024)
 def _brace_template(path: str) -> str:
     return _CONVERTER.sub(r"{\1}", path)
+
+
+def _hook_quart_errors() -> None:
+    """Quart answers an exception of a view with a 500 itself (unless it propagates them, in testing or
+    debug): the exception never reaches the middleware. Quart sends ``got_request_exception`` first,
+    with the request's context active; the receiver hands the exception to the middleware."""
+    from quart.signals import got_request_exception
+
+    require(got_request_exception, "connect", ("receiver", "sender", "weak"))
+    got_request_exception.connect(_quart_exception, weak=False)  # a module function: connected once
+
+
+async def _quart_exception(sender: Any, exception: BaseException | None = None, **kwargs: Any) -> None:
+    # async: blinker awaits it in the request's task (a sync receiver would go to a worker thread).
+    try:
+        from quart import has_request_context, request
+
+        if isinstance(exception, Exception) and has_request_context():
+            scope: Any = request.scope  # the server's scope: the one the middleware reads
+            scope[ERROR_KEY] = exception
+    except Exception as exc:  # never the app's problem
+        report_once("recording a Quart exception", exc)
 
 
 def _hook_nexios() -> None:
@@ -160,6 +183,7 @@ def _hook_litestar() -> None:
 _HOOKS: tuple[tuple[str, str, Callable[[], None]], ...] = (
     ("starlette.routing", "naming Starlette mount routes", _hook_starlette_mount),
     ("quart.ctx", "naming Quart routes (spans get no http.route)", _hook_quart),
+    ("quart.app", "recording Quart's caught exceptions (500s get no exception event)", _hook_quart_errors),
     ("nexios.routing.router", "naming Nexios routes", _hook_nexios),
     ("litestar.middleware._internal.exceptions.middleware", "recording Litestar's caught exceptions", _hook_litestar),
     ("django.core.handlers.base", "hooking Django", django.install),

@@ -49,6 +49,9 @@ KNOWN: dict[str, str] = {
     "nexios.routing.router.Route.handle": "record the matched route",
     "nexios.routing.websocket.WebsocketRoute.handle": "record the matched WebSocket route",
     "nexios.routing.grouping.Group.handle": "record each group's prefix",
+    "nexios.middleware.errors.server_error_handler.ServerErrorMiddleware.__call__": (
+        "see the exception Nexios answers with a 500"
+    ),
     "litestar.middleware._internal.exceptions.middleware.ExceptionHandlerMiddleware.handle_request_exception": (
         "hand exceptions Litestar turns into 500s to the span, and log them once"
     ),

@@ -21,7 +21,7 @@ from tests.conftest import Telemetry, make_telemetry
 from tests.support.otlp_receiver import OtlpReceiver, wait_for
 from tests.support.servers import ROOT, kit_env, run_server
 
-FRAMEWORKS = ["django", "falcon", "blacksheep", "litestar", "quart"]
+FRAMEWORKS = ["django", "falcon", "blacksheep", "litestar", "quart", "nexios"]
 PATHS = ["/items/7", "/v1/items/3", "/items/8", "/nope", "/fail", "/fail"]
 
 
@@ -174,6 +174,14 @@ def _break_quart() -> None:
     del quart.signals.got_request_exception
 
 
+def _break_nexios() -> None:
+    from nexios.middleware.errors.server_error_handler import ServerErrorMiddleware
+    from nexios.routing.router import Route
+
+    _rename_first_parameter(Route, "handle")
+    _rename_first_parameter(ServerErrorMiddleware, "__call__")
+
+
 def _break_litestar() -> None:
     from litestar.middleware._internal.exceptions.middleware import ExceptionHandlerMiddleware
 
@@ -186,6 +194,7 @@ BREAKS = {
     "falcon": _break_falcon,
     "blacksheep": _break_blacksheep,
     "quart": _break_quart,
+    "nexios": _break_nexios,
 }
 
 
@@ -207,6 +216,7 @@ def serve_broken(framework: str) -> None:
         ("falcon", ["naming Falcon routes", "recording Falcon's caught exceptions"], "GET"),
         ("blacksheep", ["naming BlackSheep routes", "recording BlackSheep's caught exceptions"], "GET"),
         ("quart", ["naming Quart routes", "recording Quart's caught exceptions"], "GET"),
+        ("nexios", ["naming Nexios routes", "recording Nexios's caught exceptions"], "GET"),
         # Litestar's route needs no hook: only the exception hook is lost.
         ("litestar", ["recording Litestar's caught exceptions"], "GET /items/{item_id}"),
     ],

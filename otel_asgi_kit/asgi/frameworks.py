@@ -145,6 +145,31 @@ def _hook_nexios() -> None:
     patch(Group, "handle", make_group)
 
 
+def _hook_nexios_errors() -> None:
+    """Nexios's ``ServerErrorMiddleware`` answers any exception from inside it with a 500 (and logs it):
+    the exception never reaches the kit's middleware. The hook sees it on its way there."""
+    from nexios.middleware.errors.server_error_handler import ServerErrorMiddleware
+
+    require(ServerErrorMiddleware, "__call__", ("self", "request", "response", "call_next"))
+
+    def make(original: Any) -> Any:
+        async def dispatch(self: Any, request: Any, response: Any, call_next: Callable[[], Any]) -> Any:
+            async def call_next_recorded() -> Any:
+                try:
+                    return await call_next()
+                except Exception as exc:
+                    scope = getattr(request, "scope", None)
+                    if isinstance(scope, dict):
+                        scope[ERROR_KEY] = exc
+                    raise
+
+            return await original(self, request, response, call_next_recorded)
+
+        return dispatch
+
+    patch(ServerErrorMiddleware, "__call__", make)
+
+
 def _hook_litestar() -> None:
     """Litestar turns an unhandled exception into a 500 and, outside debug, logs nothing.
 
@@ -185,6 +210,11 @@ _HOOKS: tuple[tuple[str, str, Callable[[], None]], ...] = (
     ("quart.ctx", "naming Quart routes (spans get no http.route)", _hook_quart),
     ("quart.app", "recording Quart's caught exceptions (500s get no exception event)", _hook_quart_errors),
     ("nexios.routing.router", "naming Nexios routes", _hook_nexios),
+    (
+        "nexios.middleware.errors.server_error_handler",
+        "recording Nexios's caught exceptions (500s get no exception event)",
+        _hook_nexios_errors,
+    ),
     ("litestar.middleware._internal.exceptions.middleware", "recording Litestar's caught exceptions", _hook_litestar),
     ("django.core.handlers.base", "hooking Django", django.install),
     ("falcon.asgi", "hooking Falcon", falcon.install),

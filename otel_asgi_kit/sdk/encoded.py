@@ -123,9 +123,9 @@ def grouped(items: Sequence[Any], encode: Callable[[Any], bytes], owner: Callabl
                 items_of = bucket(groups, *pair(prefix))
                 last_prefix = prefix
             # A copy, not a memoryview: cheaper (0.07 against 0.22 µs per item) and not tracked by the
-            # garbage collector, so a batch adds no young objects. (With memoryviews the export thread
-            # often was the one to trigger the process's collections and paid for them; the process's
-            # total collection time is the same either way.)
+            # garbage collector. 512 memoryviews per batch alive at once set off the collector: in a
+            # loaded server 119 young, 11 middle and 1 full collection in 9 s (~3 µs per request), 3
+            # young ones with copies. The requests themselves leave no young objects behind.
             items_of.append(item[2:])
         else:
             last_prefix = b""

@@ -12,6 +12,14 @@ from otel_asgi_kit.sdk.otlp_http import DirectLogExporter, DirectSpanExporter
 from tests.support.otlp_receiver import OtlpReceiver, wait_for
 
 
+@pytest.fixture(autouse=True)
+def _machine_settings_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine's own proxy and CA settings out of the way (in requests, lowercase names win)."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "curl_ca_bundle", "requests_ca_bundle"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
 def _session(exporter: object) -> requests.Session:
     session = exporter._client._transport._session  # type: ignore[attr-defined]
     assert isinstance(session, requests.Session)

@@ -79,3 +79,26 @@ def test_servers_import_their_own_venvs_kit(tmp_path: Path) -> None:
 
     assert not (SERVER_CWD / "otel_asgi_kit").exists()
     assert kit_source(bin_dir) == otel_asgi_kit.__file__
+
+
+@pytest.mark.timeout(300)
+def test_in_process_ab_runs_and_refuses_a_base_that_is_the_kit_itself() -> None:
+    """``inprocess.py``: one short round gives bare and kit figures; a kit-base whose ``otel_asgi_kit`` is the
+    kit's own file (this checkout) is refused, so an A/B can never compare a revision with itself."""
+    script = str(ROOT / "benchmarks" / "inprocess.py")
+    done = subprocess.run(
+        [sys.executable, script, "--rounds", "1", "--requests", "500"],
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "overhead +" in done.stdout and "bare" in done.stdout
+    same = subprocess.run(
+        [sys.executable, script, "--rounds", "1", "--requests", "500", "--base-src", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+    assert same.returncode == 2, same.stdout + same.stderr
+    assert "kit-base imported the kit's own" in same.stderr

@@ -1,0 +1,152 @@
+"""In-process A/B: the kit's CPU per request without a server, for savings smaller than run.py's noise.
+
+    python benchmarks/inprocess.py [--base-src DIR] [--path /items/1] [--rounds 5] [--requests 30000]
+
+Each run is a fresh interpreter pinned to the server core that sends
+``--requests`` requests straight into ``app.py``'s ASGI callable (no
+sockets, no HTTP parsing) and reports its process CPU per request (all
+threads: the export threads too, with the OTLP sink of ``sink.py`` on the
+other core). Variants, interleaved round by round: ``bare`` (the app alone),
+``kit`` (under ``opentelemetry-instrument``, the benchmark's kit settings)
+and, with ``--base-src``, ``kit-base``: the same venv with another checkout's
+``otel_asgi_kit`` first on PYTHONPATH. Runs start in a temporary directory,
+because ``opentelemetry-instrument`` puts its working directory first on
+PYTHONPATH; each kit run reports which ``otel_asgi_kit`` it imported, and a
+kit-base that imported the kit's own file is an error. The minimum over
+rounds is the figure (noise on a shared machine only adds time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from harness import BENCH, SERVER_CORE, Sink, base_env, default_kit_python, free_port, pinned
+
+_MARK = "inprocess:"
+
+
+def child(path: str, requests: int) -> None:
+    """The measured loop, in the child interpreter."""
+    sys.path.insert(0, str(BENCH))
+    import app as bench
+
+    application: Any = bench.app
+    kit_file = "-"
+    if os.environ.get("INPROCESS_KIT") == "1":
+        import otel_asgi_kit
+
+        kit_file = otel_asgi_kit.__file__ or "-"
+        application = otel_asgi_kit.instrument(application)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"inprocess")],
+        "client": ("127.0.0.1", 5555),
+        "server": ("127.0.0.1", 8000),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    async def main() -> float:
+        for _ in range(2000):  # warm-up: caches, first export batches
+            await application(dict(scope), receive, send)
+        before = time.process_time()  # all threads of the process, at clock_gettime's resolution
+        for _ in range(requests):
+            await application(dict(scope), receive, send)
+        return (time.process_time() - before) / requests * 1e6
+
+    cpu_us = asyncio.run(main())
+    print(f"{_MARK} {cpu_us:.2f} {kit_file}", file=sys.stderr, flush=True)
+
+
+def _run(python: str, kit: bool, env: dict[str, str], path: str, requests: int, cwd: str) -> tuple[float, str]:
+    script = [python, str(Path(__file__).resolve()), "--child", "--path", path, "--requests", str(requests)]
+    cmd = [str(Path(python).parent / "opentelemetry-instrument"), *script] if kit else script
+    done = subprocess.run(
+        pinned(SERVER_CORE, cmd), cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    found = [line for line in done.stderr.splitlines() if line.startswith(_MARK)]
+    if done.returncode != 0 or not found:
+        raise RuntimeError(f"run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    _, value, kit_file = found[-1].split(" ", 2)
+    return float(value), kit_file
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--path", default="/items/1", help="/items/1 (plain) or /log/1 (one log line)")
+    parser.add_argument("--requests", type=int, default=30000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--kit-python", default=None)
+    parser.add_argument("--base-src", default=None, help="a checkout of another revision (its otel_asgi_kit/)")
+    args = parser.parse_args()
+    if args.child:
+        child(args.path, args.requests)
+        return 0
+    python = args.kit_python or default_kit_python()
+    if args.base_src and not (Path(args.base_src) / "otel_asgi_kit" / "__init__.py").is_file():
+        print(f"error: {args.base_src} has no otel_asgi_kit/", file=sys.stderr)
+        return 2
+    results: dict[str, list[float]] = {"bare": [], "kit": []}
+    if args.base_src:
+        results["kit-base"] = []
+    with Sink(python) as sink, tempfile.TemporaryDirectory(prefix="inprocess-") as cwd:
+        kit_env = {
+            **base_env(),
+            "INPROCESS_KIT": "1",
+            "OTEL_SERVICE_NAME": "bench-kit",
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_LOGS_EXPORTER": "otlp",
+            "OTEL_METRICS_EXPORTER": "prometheus",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+            "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
+        }
+        files: dict[str, str] = {}
+        for round_no in range(1, args.rounds + 1):
+            for name in results:
+                env = {**kit_env, "OTEL_EXPORTER_PROMETHEUS_PORT": str(free_port())} if name != "bare" else base_env()
+                if name == "kit-base":
+                    env["PYTHONPATH"] = str(Path(args.base_src).resolve())
+                value, kit_file = _run(python, name != "bare", env, args.path, args.requests, cwd)
+                results[name].append(value)
+                files[name] = kit_file
+                print(f"round {round_no} {name:8s} {value:7.1f} µs CPU/request  ({kit_file})", flush=True)
+            time.sleep(0.2)
+    if "kit-base" in files and files["kit-base"] == files["kit"]:
+        print(f"error: kit-base imported the kit's own {files['kit']}", file=sys.stderr)
+        return 2
+    bare = min(results["bare"])
+    print(f"\n{args.path}, {args.requests} requests per run, {args.rounds} rounds (minimum; median in brackets):")
+    for name, values in results.items():
+        extra = "" if name == "bare" else f"  overhead +{min(values) - bare:.1f} µs"
+        print(f"  {name:8s} {min(values):7.1f} µs ({median(values):.1f}){extra}")
+    if "kit-base" in results:
+        now, before = min(results["kit"]) - bare, min(results["kit-base"]) - bare
+        print(f"  kit overhead ÷ kit-base overhead: {now / before:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

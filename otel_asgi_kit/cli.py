@@ -289,7 +289,7 @@ def show_fast_paths(report: Report, accelerator: bool = True) -> None:
         report.problem(f"the OpenTelemetry SDK said: {message}")
     slow = [name for name, on in found.items() if not on]
     report.line(f"\nFast paths: {'all on' if not slow else 'off for ' + ', '.join(slow)}")
-    report.line(f"  OTLP encoder: {encoder}")
+    report.line(f"  compiled parts: {encoder}")
     if slow:
         report.line(
             "  the installed opentelemetry-sdk/exporter changed what these rely on; the SDK's own code runs "

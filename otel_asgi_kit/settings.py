@@ -295,7 +295,7 @@ class Settings:
         "OTEL_ASGI_KIT_ACCELERATOR",
         "true",
         p.parse_bool,
-        "Use the compiled OTLP encoder (`pip install ./accel`) when it is installed; `false`: the Python one.",
+        "Use the compiled OTLP encoder and ASGI request path (`pip install ./accel`) when installed; `false`: Python.",
         kit_default=True,
     )
     pages: bool = setting(

@@ -32,19 +32,27 @@ class Telemetry:
         return points_of(data, name)
 
 
-def make_telemetry(env: dict[str, str] | None = None) -> Telemetry:
+def make_telemetry(env: dict[str, str] | None = None, *, compiled: bool = False) -> Telemetry:
+    """In-memory telemetry; ``compiled``: its ASGI requests take the compiled path of ``otel_asgi_kit_accel``."""
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
     settings = load_settings(env or {})
-    return Telemetry(spans, reader, Instrumentation(settings, tracer_provider, meter_provider))
+    instrumentation = Instrumentation(settings, tracer_provider, meter_provider)
+    if compiled:
+        from otel_asgi_kit.asgi import fast
+
+        if fast.core_for(instrumentation, switched_on=True) is None:
+            pytest.skip("otel-asgi-kit-accel with its compiled request path is not installed")
+    return Telemetry(spans, reader, instrumentation)
 
 
-@pytest.fixture
-def telemetry() -> Iterator[Telemetry]:
-    yield make_telemetry()
+@pytest.fixture(params=["python", "compiled"])
+def telemetry(request: pytest.FixtureRequest) -> Iterator[Telemetry]:
+    """Every test with this fixture runs on the ASGI adapter's Python path and on its compiled one."""
+    yield make_telemetry(compiled=request.param == "compiled")
 
 
 @pytest.fixture

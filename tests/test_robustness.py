@@ -1,4 +1,7 @@
-"""Telemetry never throws into the app: hostile inputs and failing exporters are contained."""
+"""Telemetry never throws into the app: hostile inputs and failing exporters are contained.
+
+Every scope goes through the Python request path and the compiled one (``asgi.fast``).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from otel_asgi_kit.export.health import ExportHealth, ReportingSpanExporter
 from tests.conftest import make_telemetry
 
 TELEMETRY = make_telemetry({"OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST": ".*"})
+_COMPILED: list[Any] = []
 
 
 async def _ok(scope: Any, receive: Any, send: Any) -> None:
@@ -25,7 +29,23 @@ async def _ok(scope: Any, receive: Any, send: Any) -> None:
 APP = KitMiddleware(_ok, instrumentation=TELEMETRY.instrumentation)
 
 
+def _compiled_app() -> Any:
+    """The same app on the compiled request path (which takes requests without header capture)."""
+    if not _COMPILED:
+        _COMPILED.append(KitMiddleware(_ok, instrumentation=make_telemetry(compiled=True).instrumentation))
+    return _COMPILED[0]
+
+
 def _call(scope: dict[str, Any]) -> list[dict[str, Any]]:
+    sent = _call_one(APP, dict(scope))
+    compiled = _call_one(_compiled_app(), dict(scope))
+    assert [(m["type"], m.get("status"), m.get("body")) for m in compiled] == [
+        (m["type"], m.get("status"), m.get("body")) for m in sent
+    ]
+    return sent
+
+
+def _call_one(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -34,7 +54,7 @@ def _call(scope: dict[str, Any]) -> list[dict[str, Any]]:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    asyncio.run(APP(scope, receive, send))
+    asyncio.run(app(scope, receive, send))
     return sent
 
 

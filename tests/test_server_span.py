@@ -192,3 +192,52 @@ def test_an_sdk_that_changed_gets_its_own_path(monkeypatch: pytest.MonkeyPatch) 
     span = starter.start("GET", None, _attrs())
     assert isinstance(span, SdkSpan) and not isinstance(span, ServerSpan)
     assert span.attributes["url.path"] == "/items/1"
+
+
+def test_root_ids_come_from_the_sdks_generator_and_context_is_the_sdks() -> None:
+    """The short path draws ids as ``RandomIdGenerator`` does (``random.getrandbits``) and builds the very
+    ``SpanContext`` the constructor builds; a seeded ``random`` gives the SDK's own ids."""
+    import random
+
+    provider = TracerProvider(resource=Resource({"service.name": "t"}))
+    tracer = provider.get_tracer("otel_asgi_kit", "1")
+    starter = ServerSpanStarter(tracer)
+    assert starter.fast and starter._new_context is not None
+    random.seed(1234)
+    ours = starter.start("GET", None, _attrs()).get_span_context()
+    random.seed(1234)
+    stock = tracer.start_span("GET", kind=SpanKind.SERVER).get_span_context()
+    assert (ours.trace_id, ours.span_id) == (stock.trace_id, stock.span_id)
+    assert ours == stock and type(ours) is type(stock) is SpanContext
+    assert ours.is_valid and not ours.is_remote and ours.trace_state == stock.trace_state
+
+
+def test_a_users_id_generator_is_asked() -> None:
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+    class Fixed(IdGenerator):
+        def generate_span_id(self) -> int:
+            return 0x1111
+
+        def generate_trace_id(self) -> int:
+            return 0x2222
+
+    tracer = TracerProvider(id_generator=Fixed()).get_tracer("otel_asgi_kit", "1")
+    starter = ServerSpanStarter(tracer)
+    assert starter.fast
+    ctx = starter.start("GET", None, _attrs()).get_span_context()
+    assert (ctx.trace_id, ctx.span_id) == (0x2222, 0x1111)
+    assert not ctx.trace_flags.random_trace_id
+
+
+def test_a_span_context_laid_out_otherwise_uses_its_constructor(monkeypatch: pytest.MonkeyPatch) -> None:
+    import otel_asgi_kit.sdk.server_span as server_span
+
+    class Other(tuple):  # type: ignore[type-arg]
+        def __new__(
+            cls, trace_id: int, span_id: int, is_remote: bool, trace_flags: Any = None, trace_state: Any = None
+        ):
+            return tuple.__new__(cls, (span_id, trace_id, is_remote, trace_flags, trace_state, True))
+
+    monkeypatch.setattr(server_span, "SpanContext", Other)
+    assert server_span._context_maker() is None

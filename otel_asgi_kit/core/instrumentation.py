@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from opentelemetry import propagate
 from opentelemetry.metrics import MeterProvider
@@ -19,6 +20,7 @@ from otel_asgi_kit.settings import Settings
 from otel_asgi_kit.version import SCOPE_NAME, SCOPE_VERSION
 
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.30.0"
+NOT_DECIDED: Any = object()
 
 
 class Instrumentation:
@@ -56,6 +58,8 @@ class Instrumentation:
         self.propagator = propagate.get_global_textmap()
         self.propagation_fields = frozenset(f.encode("latin-1") for f in self.propagator.fields)
         self.propagation_names = frozenset(self.propagator.fields)
+        # The ASGI adapter's compiled request path (``asgi.fast``), decided on the first request.
+        self.asgi_core: Any = NOT_DECIDED
 
     def is_excluded(self, path: str) -> bool:
         return self.excluded is not None and self.excluded.search(path) is not None

@@ -22,7 +22,7 @@ import logging
 from asyncio import CancelledError
 from collections.abc import Mapping
 from time import perf_counter, time_ns
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -45,67 +45,24 @@ _AUTH_FAILURES = frozenset({401, 403})
 _METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")}
 
 
-class ServerRequest:
-    """Per-request state; lives only for one request (never on an adapter object)."""
+class RequestLogic:
+    """What a request does when it ends, on the fields of ``ServerRequest`` (below) or of the compiled
+    request of ``otel_asgi_kit_accel`` (``asgi.fast``), which finishes only common requests itself."""
 
-    __slots__ = (
-        "done_at",
-        "done_ns",
-        "inst",
-        "method",
-        "request_bytes",
-        "response_bytes",
-        "scheme",
-        "span",
-        "start",
-        "status",
-        "task",
-        "token",
-    )
-
-    def __init__(
-        self,
-        inst: Instrumentation,
-        raw_method: str,
-        scheme: str,
-        path: str,
-        query: str,
-        parent: Context | None,
-        *,
-        user_agent: str | None = None,
-        http_version: str | None = None,
-        request_bytes: int | None = None,
-        captured_headers: Mapping[str, list[str]] | None = None,
-    ) -> None:
-        self.inst = inst
-        method = _METHODS.get(raw_method, "_OTHER")
-        self.method = method
-        self.scheme = scheme
-        self.status = 0
-        self.response_bytes = 0
-        self.request_bytes = request_bytes
-        self.done_at = 0.0
-        self.done_ns = 0
-        attributes: dict[str, Any] = {"http.request.method": method, "url.path": path, "url.scheme": scheme}
-        if query:
-            attributes["url.query"] = inst.query.redact(query)
-        if method == "_OTHER":
-            attributes["http.request.method_original"] = str(raw_method)[:32]
-        if user_agent is not None:
-            attributes["user_agent.original"] = user_agent
-        if http_version:
-            attributes["network.protocol.version"] = http_version
-        span = inst.server_spans.start("HTTP" if method == "_OTHER" else method, parent, attributes)
-        if captured_headers:
-            # Header names come from the client: the SDK's checks and limits apply to these.
-            span.set_attributes(captured_headers)
-        self.span = span
-        self.token = current.attach_span(span, parent)
-        self.task = active.enter(span)
-        http = inst.http
-        if http is not None:
-            http.request_started(method, scheme)
-        self.start = perf_counter()
+    if not TYPE_CHECKING:  # no fields of its own (mypy would read the empty slots as "no fields at all")
+        __slots__ = ()
+    inst: Instrumentation
+    span: Any
+    token: Any
+    task: Any
+    method: str
+    scheme: str
+    request_bytes: int | None
+    status: int
+    response_bytes: int
+    start: float
+    done_at: float
+    done_ns: int
 
     def trace_header(self) -> bytes:
         """The ``traceresponse`` value for this request's response."""
@@ -254,3 +211,66 @@ class ServerRequest:
                 "client.address": client or "",
             },
         )
+
+
+class ServerRequest(RequestLogic):
+    """Per-request state; lives only for one request (never on an adapter object)."""
+
+    __slots__ = (
+        "done_at",
+        "done_ns",
+        "inst",
+        "method",
+        "request_bytes",
+        "response_bytes",
+        "scheme",
+        "span",
+        "start",
+        "status",
+        "task",
+        "token",
+    )
+
+    def __init__(
+        self,
+        inst: Instrumentation,
+        raw_method: str,
+        scheme: str,
+        path: str,
+        query: str,
+        parent: Context | None,
+        *,
+        user_agent: str | None = None,
+        http_version: str | None = None,
+        request_bytes: int | None = None,
+        captured_headers: Mapping[str, list[str]] | None = None,
+    ) -> None:
+        self.inst = inst
+        method = _METHODS.get(raw_method, "_OTHER")
+        self.method = method
+        self.scheme = scheme
+        self.status = 0
+        self.response_bytes = 0
+        self.request_bytes = request_bytes
+        self.done_at = 0.0
+        self.done_ns = 0
+        attributes: dict[str, Any] = {"http.request.method": method, "url.path": path, "url.scheme": scheme}
+        if query:
+            attributes["url.query"] = inst.query.redact(query)
+        if method == "_OTHER":
+            attributes["http.request.method_original"] = str(raw_method)[:32]
+        if user_agent is not None:
+            attributes["user_agent.original"] = user_agent
+        if http_version:
+            attributes["network.protocol.version"] = http_version
+        span = inst.server_spans.start("HTTP" if method == "_OTHER" else method, parent, attributes)
+        if captured_headers:
+            # Header names come from the client: the SDK's checks and limits apply to these.
+            span.set_attributes(captured_headers)
+        self.span = span
+        self.token = current.attach_span(span, parent)
+        self.task = active.enter(span)
+        http = inst.http
+        if http is not None:
+            http.request_started(method, scheme)
+        self.start = perf_counter()

@@ -21,17 +21,24 @@ from otel_asgi_kit.sdk import wire, wire_logs
 encode_span: Callable[[Any], bytes] = wire.encode_span
 encode_log_fields: Callable[..., bytes] = wire_logs.encode_log_fields
 _status = "pure Python (not switched on yet)"
+_compiled = False
 
 
 def status() -> str:
-    """Which writers run, for ``doctor``."""
+    """Which writers (and ASGI request path) run, for ``doctor``."""
     return _status
+
+
+def compiled() -> bool:
+    """Whether the compiled writers are switched on; the ASGI request path (``asgi.fast``) follows them."""
+    return _compiled
 
 
 def use(enabled: bool) -> str:
     """Switch to the compiled writers (if ``enabled``, installed and agreeing with Python); returns ``status()``."""
-    global encode_span, encode_log_fields, _status
+    global encode_span, encode_log_fields, _status, _compiled
     encode_span, encode_log_fields = wire.encode_span, wire_logs.encode_log_fields
+    _compiled = False
     if not enabled:
         _status = "pure Python (OTEL_ASGI_KIT_ACCELERATOR=false)"
         return _status
@@ -60,7 +67,14 @@ def use(enabled: bool) -> str:
         return _status
     encode_span = _either(_wire.encode_span, wire.encode_span)
     encode_log_fields = _either(_wire.encode_log_fields, wire_logs.encode_log_fields)
-    _status = f"compiled (otel-asgi-kit-accel {otel_asgi_kit_accel.__version__}), Python for uncommon cases"
+    _compiled = True
+    try:
+        from otel_asgi_kit_accel import _core  # noqa: F401
+    except ImportError:
+        path = "the ASGI request path in Python (this build has no compiled one)"
+    else:
+        path = "the ASGI request path compiled too (unless headers are captured)"
+    _status = f"compiled (otel-asgi-kit-accel {otel_asgi_kit_accel.__version__}), Python for uncommon cases; {path}"
     return _status
 
 

@@ -31,17 +31,21 @@ equal spans.
 
 from __future__ import annotations
 
+import random
 import threading
+from collections.abc import Callable
 from time import time_ns
-from typing import Any, cast
+from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 _SPAN_FIELDS = frozenset(
     {
@@ -111,6 +115,23 @@ class ServerSpan(sdk_trace.Span):
                     self._name = name
 
 
+def _context_maker() -> Callable[[int, int, TraceFlags], SpanContext] | None:
+    """A local, valid ``SpanContext`` without trace state, built as the tuple ``SpanContext.__new__``
+    builds (its validation is for ids from outside; these are nonzero and in range by construction).
+    ``None`` (the constructor then runs) if this SDK's ``SpanContext`` is laid out otherwise."""
+    state = DEFAULT_TRACE_STATE
+
+    def make(trace_id: int, span_id: int, flags: TraceFlags) -> SpanContext:
+        return tuple.__new__(SpanContext, (trace_id, span_id, False, flags, state, True))
+
+    try:
+        flags = TraceFlags(1)
+        same = make(1 << 100, 7, flags) == SpanContext(1 << 100, 7, False, flags)
+    except Exception:  # an API whose SpanContext is not a 6-tuple: its constructor
+        return None
+    return make if same and type(make(1, 1, flags)) is SpanContext else None
+
+
 def _trusted_attributes(prototype: BoundedAttributes, attributes: dict[str, Any]) -> BoundedAttributes:
     bounded = BoundedAttributes.__new__(BoundedAttributes)
     bounded.__dict__.update(prototype.__dict__)
@@ -159,6 +180,10 @@ class ServerSpanStarter:
         self._default_sampler = self._sampler.get_description() == _DEFAULT_SAMPLER
         self._ids = tracer.id_generator
         self._random_ids = tracer.id_generator.is_trace_id_random()
+        # The SDK's own id generator is ``random.getrandbits`` until nonzero: called directly.
+        self._sdk_ids = type(self._ids) is RandomIdGenerator
+        self._flags = {f: TraceFlags(f) for f in range(4)}  # sampled x random: the four a server span gets
+        self._new_context = _context_maker()
         return True
 
     def start(self, name: str, parent: context_api.Context | None, attributes: dict[str, Any]) -> trace_api.Span:
@@ -172,12 +197,15 @@ class ServerSpanStarter:
             )
             return started
         parent_span = trace_api.get_current_span(parent).get_span_context() if parent is not None else None
+        sdk_ids = self._sdk_ids
         if parent_span is not None and parent_span.is_valid:
             trace_id = parent_span.trace_id
             random_id = parent_span.trace_flags.random_trace_id
         else:
             parent_span = None
-            trace_id = self._ids.generate_trace_id()
+            trace_id = random.getrandbits(128) if sdk_ids else 0
+            if not trace_id:
+                trace_id = self._ids.generate_trace_id()
             random_id = self._random_ids
         sampler_attributes = None
         if self._default_sampler:
@@ -189,14 +217,15 @@ class ServerSpanStarter:
             trace_state = result.trace_state
             if recording and result.attributes != attributes:
                 sampler_attributes = result.attributes  # the span gets the sampler's attributes, as from the SDK
-        flags = (TraceFlags.SAMPLED if sampled else 0) | (TraceFlags.RANDOM_TRACE_ID if random_id else 0)
-        span_context = SpanContext(
-            trace_id,
-            self._ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=TraceFlags(flags),
-            trace_state=trace_state,
-        )
+        flags = self._flags[(TraceFlags.SAMPLED if sampled else 0) | (TraceFlags.RANDOM_TRACE_ID if random_id else 0)]
+        span_id = random.getrandbits(64) if sdk_ids else 0
+        if not span_id:
+            span_id = self._ids.generate_span_id()
+        new_context = self._new_context
+        if new_context is not None and trace_state is None:
+            span_context = new_context(trace_id, span_id, flags)
+        else:
+            span_context = SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags, trace_state=trace_state)
         if not recording:
             return NonRecordingSpan(span_context)
         span: Any = object.__new__(ServerSpan)
@@ -214,4 +243,4 @@ class ServerSpanStarter:
         fields["_events"] = fields["_links"] = ()  # see ServerSpan._make_lists
         fields["_start_time"] = time_ns()
         self._processor.on_start(span, parent_context=parent)
-        return cast(ServerSpan, span)
+        return span  # type: ignore[no-any-return]

@@ -1,3 +1,6 @@
-"""Compiled writers for otel-asgi-kit's OTLP encoder (``otel_asgi_kit.sdk.accel`` decides whether they run)."""
+"""Compiled parts of otel-asgi-kit: its OTLP writers (``_wire``) and its ASGI request path (``_core``).
 
-__version__ = "0.1.0"
+``otel_asgi_kit.sdk.accel`` and ``otel_asgi_kit.asgi.fast`` decide whether they run.
+"""
+
+__version__ = "0.2.0"

@@ -1,0 +1,830 @@
+/* The common case of the kit's ASGI request path (otel_asgi_kit.asgi.middleware), in C.
+ *
+ * ``Core(...)`` is built once from the kit's ``Instrumentation``: the Python
+ * callables the request path calls (span start, context attach and detach,
+ * the active-span table, the HTTP metrics, the query redactor, the clock) and
+ * the kit's constants. ``Core.start(scope, send)`` does what the Python
+ * adapter's ``_start`` and ``ServerRequest.__init__`` do and returns one object
+ * that is the request's state and the app's ``send``: an instance of the
+ * Python subclass of ``RequestBase`` the kit passes in, so every uncommon case
+ * (an exception, a 5xx, 401/403, work after the response) is finished by the
+ * kit's Python code on the very same fields.
+ *
+ * ``RequestBase.__call__(message)`` is the send wrapper: it counts the body,
+ * adds the ``traceresponse`` header and returns the server's own awaitable;
+ * the response's last message goes through the kit's Python coroutine
+ * ``send_last`` (the duration ends after the server took it).
+ *
+ * ``RequestBase.finish_common(route, client, scheme, background)`` records a
+ * request that ended the common way (a complete response below 500, not 401
+ * or 403, no work after it, the kit's own span type) and returns True; in any
+ * other case it returns False before touching anything, and the Python path
+ * finishes the request. So this file only has to be right about the common
+ * case; ``tests/test_accel_core.py`` checks that both paths export the same
+ * spans and metrics for common and uncommon requests.
+ *
+ * Only the stable C API is used.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <string.h>
+
+static PyObject *s_type, *s_headers, *s_query_string, *s_method, *s_scheme, *s_path, *s_http_version, *s_client,
+    *s_http, *s_GET, *s_HTTP, *s_OTHER, *s_empty, *s_user_agent_name, *s_content_length_name, *s_k_method,
+    *s_k_path, *s_k_scheme, *s_k_query, *s_k_method_original, *s_k_user_agent, *s_k_version, *s_k_route,
+    *s_k_status, *s_k_client, *s_t_body, *s_t_start, *s_t_pathsend, *s_body, *s_more_body, *s_status_key,
+    *s_set_kit_attributes, *s_end, *s_get_span_context, *s_get, *s_empty_bytes;
+
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *request_type;   /* the Python subclass of RequestBase to instantiate */
+    PyObject *inst;           /* the Instrumentation */
+    PyObject *methods;        /* dict: known method -> itself */
+    PyObject *fields;         /* frozenset of propagation header names (bytes) */
+    PyObject *extract;        /* extract(headers) -> Context */
+    PyObject *redact;         /* redact(query: str) -> str */
+    PyObject *start_span;     /* start_span(name, parent, attributes) -> span */
+    PyObject *attach;         /* attach(span, parent) -> token */
+    PyObject *detach;         /* detach(token) */
+    PyObject *enter;          /* enter(span) -> task key */
+    PyObject *active;         /* dict: task -> span (leave = pop) */
+    PyObject *started;        /* request_started(method, scheme) or None */
+    PyObject *finished;       /* request_finished(...) or None */
+    PyObject *perf_counter;   /* time.perf_counter */
+    PyObject *time_ns;        /* time.time_ns */
+    PyObject *trace_header;   /* header name (bytes) or None */
+    PyObject *send_last;      /* async send_last(request, message) */
+    PyObject *span_key;       /* scope key the span is stored under */
+    PyObject *span_type;      /* the kit's ServerSpan type: finish_common handles only these */
+    double background_min;    /* seconds after the response that make a background span */
+} CoreObject;
+
+typedef struct {
+    PyObject_HEAD
+    CoreObject *core;
+    PyObject *inst, *span, *token, *task, *method, *scheme, *request_bytes, *server_send, *peer, *response_headers;
+    int status;
+    long long response_bytes;
+    long long done_ns;
+    double start;
+    double done_at;
+} RequestObject;
+
+static PyTypeObject RequestBaseType;
+
+/* ------------------------------------------------------------------------------------------------ */
+
+static PyObject *scope_get(PyObject *scope, PyObject *key) {
+    /* scope.get(key): a borrowed reference or NULL (absent); scope is a dict in every server we know,
+     * anything else goes through the mapping protocol. */
+    if (PyDict_CheckExact(scope)) return PyDict_GetItemWithError(scope, key);
+    PyObject *value = PyObject_GetItem(scope, key);
+    if (value == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_KeyError)) PyErr_Clear();
+        return NULL;
+    }
+    Py_DECREF(value); /* the scope keeps it alive for the duration of the call */
+    return value;
+}
+
+static PyObject *now(PyObject *clock) { return PyObject_CallNoArgs(clock); }
+
+static int all_digits(PyObject *value) {
+    if (!PyBytes_Check(value)) return 0;
+    Py_ssize_t n = PyBytes_GET_SIZE(value);
+    const char *p = PyBytes_AS_STRING(value);
+    if (n == 0) return 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (p[i] < '0' || p[i] > '9') return 0;
+    return 1;
+}
+
+static PyObject *decode_latin1(PyObject *value) {
+    if (PyBytes_Check(value)) return PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL);
+    return PyObject_CallMethod(value, "decode", "s", "latin-1");
+}
+
+static int set_item(PyObject *dict, PyObject *key, PyObject *value) { return value == NULL ? -1 : PyDict_SetItem(dict, key, value); }
+
+/* The pair (name, value) of one header; borrowed references; 0 if it is not a 2-tuple or 2-list. */
+static int header_pair(PyObject *pair, PyObject **name, PyObject **value) {
+    if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2) {
+        *name = PyTuple_GET_ITEM(pair, 0);
+        *value = PyTuple_GET_ITEM(pair, 1);
+        return 1;
+    }
+    if (PyList_Check(pair) && PyList_GET_SIZE(pair) == 2) {
+        *name = PyList_GET_ITEM(pair, 0);
+        *value = PyList_GET_ITEM(pair, 1);
+        return 1;
+    }
+    return 0;
+}
+
+static RequestObject *new_request(CoreObject *core) {
+    PyTypeObject *type = (PyTypeObject *)core->request_type;
+    RequestObject *r = (RequestObject *)type->tp_alloc(type, 0);
+    if (r == NULL) return NULL;
+    r->core = (CoreObject *)Py_NewRef((PyObject *)core);
+    r->inst = Py_NewRef(core->inst);
+    r->span = Py_NewRef(Py_None);
+    r->token = Py_NewRef(Py_None);
+    r->task = Py_NewRef(Py_None);
+    r->method = Py_NewRef(Py_None);
+    r->scheme = Py_NewRef(Py_None);
+    r->request_bytes = Py_NewRef(Py_None);
+    r->server_send = Py_NewRef(Py_None);
+    r->peer = Py_NewRef(Py_None);
+    r->response_headers = Py_NewRef(Py_None);
+    return r;
+}
+
+/* Core.start(scope, send) -> request: the Python adapter's _start and ServerRequest.__init__. */
+static PyObject *core_start(CoreObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "start(scope, send)");
+        return NULL;
+    }
+    PyObject *scope = args[0], *send = args[1];
+    PyObject *attributes = NULL, *parent = NULL, *user_agent = NULL, *request_bytes = NULL, *iter = NULL, *pair = NULL;
+    RequestObject *request = NULL;
+    int attached = 0;
+
+    /* 1. Everything read from the scope, before any side effect. */
+    PyObject *headers = scope_get(scope, s_headers);
+    if (headers == NULL && PyErr_Occurred()) return NULL;
+    int propagated = 0;
+    if (headers != NULL) {
+        int truth = PyObject_IsTrue(headers);
+        if (truth < 0) return NULL;
+        if (!truth) headers = NULL;
+    }
+    if (headers != NULL) {
+        iter = PyObject_GetIter(headers);
+        if (iter == NULL) goto fail;
+        while ((pair = PyIter_Next(iter)) != NULL) {
+            PyObject *name, *value;
+            if (!header_pair(pair, &name, &value)) {
+                PyErr_SetString(PyExc_ValueError, "a header is not a (name, value) pair");
+                goto fail;
+            }
+            int hit = PySet_Contains(self->fields, name);
+            if (hit < 0) goto fail;
+            if (hit) {
+                propagated = 1;
+            } else {
+                int eq = PyObject_RichCompareBool(name, s_user_agent_name, Py_EQ);
+                if (eq < 0) goto fail;
+                if (eq) {
+                    Py_XSETREF(user_agent, Py_NewRef(value));
+                } else {
+                    eq = PyObject_RichCompareBool(name, s_content_length_name, Py_EQ);
+                    if (eq < 0) goto fail;
+                    if (eq) {
+                        PyObject *number = NULL;
+                        if (PyBytes_Check(value)) {
+                            if (all_digits(value)) {
+                                number = PyLong_FromString(PyBytes_AS_STRING(value), NULL, 10);
+                                if (number == NULL) goto fail;
+                            }
+                        } else { /* as Python: value.isdigit() and int(value) */
+                            PyObject *digits = PyObject_CallMethod(value, "isdigit", NULL);
+                            if (digits == NULL) goto fail;
+                            int truth = PyObject_IsTrue(digits);
+                            Py_DECREF(digits);
+                            if (truth < 0) goto fail;
+                            if (truth && (number = PyNumber_Long(value)) == NULL) goto fail;
+                        }
+                        if (number != NULL) Py_XSETREF(request_bytes, number);
+                    }
+                }
+            }
+            Py_CLEAR(pair);
+        }
+        Py_CLEAR(iter);
+        if (PyErr_Occurred()) goto fail;
+    }
+    PyObject *raw_method = scope_get(scope, s_method);
+    if (raw_method == NULL) {
+        if (PyErr_Occurred()) goto fail;
+        raw_method = s_GET;
+    }
+    PyObject *method = PyDict_GetItemWithError(self->methods, raw_method); /* borrowed */
+    if (method == NULL) {
+        if (PyErr_Occurred()) goto fail;
+        method = s_OTHER;
+    }
+    PyObject *scheme = scope_get(scope, s_scheme);
+    if (scheme == NULL) {
+        if (PyErr_Occurred()) goto fail;
+        scheme = s_http;
+    }
+    PyObject *path = scope_get(scope, s_path);
+    if (path == NULL) {
+        if (PyErr_Occurred()) goto fail;
+        path = s_empty;
+    }
+    attributes = PyDict_New();
+    if (attributes == NULL || PyDict_SetItem(attributes, s_k_method, method) ||
+        PyDict_SetItem(attributes, s_k_path, path) || PyDict_SetItem(attributes, s_k_scheme, scheme))
+        goto fail;
+    PyObject *raw_query = scope_get(scope, s_query_string);
+    if (raw_query == NULL && PyErr_Occurred()) goto fail;
+    if (raw_query != NULL) {
+        int truth = PyObject_IsTrue(raw_query);
+        if (truth < 0) goto fail;
+        if (truth) {
+            PyObject *text = decode_latin1(raw_query);
+            if (text == NULL) goto fail;
+            PyObject *redacted = PyObject_CallOneArg(self->redact, text);
+            Py_DECREF(text);
+            int err = set_item(attributes, s_k_query, redacted);
+            Py_XDECREF(redacted);
+            if (err) goto fail;
+        }
+    }
+    if (method == s_OTHER) {
+        PyObject *text = PyObject_Str(raw_method);
+        if (text == NULL) goto fail;
+        PyObject *cut = PySequence_GetSlice(text, 0, 32);
+        Py_DECREF(text);
+        int err = set_item(attributes, s_k_method_original, cut);
+        Py_XDECREF(cut);
+        if (err) goto fail;
+    }
+    if (user_agent != NULL) {
+        PyObject *text = decode_latin1(user_agent);
+        int err = set_item(attributes, s_k_user_agent, text);
+        Py_XDECREF(text);
+        if (err) goto fail;
+    }
+    PyObject *version = scope_get(scope, s_http_version);
+    if (version == NULL && PyErr_Occurred()) goto fail;
+    if (version != NULL) {
+        int truth = PyObject_IsTrue(version);
+        if (truth < 0) goto fail;
+        if (truth && PyDict_SetItem(attributes, s_k_version, version)) goto fail;
+    }
+    request = new_request(self);
+    if (request == NULL) goto fail;
+    PyObject *client = scope_get(scope, s_client);
+    if (client == NULL && PyErr_Occurred()) goto fail;
+    if (client != NULL) {
+        int truth = PyObject_IsTrue(client);
+        if (truth < 0) goto fail;
+        if (truth) {
+            PyObject *peer = PySequence_GetItem(client, 0);
+            if (peer == NULL) goto fail;
+            Py_SETREF(request->peer, peer);
+        }
+    }
+    if (propagated) {
+        parent = PyObject_CallOneArg(self->extract, headers);
+        if (parent == NULL) goto fail;
+    } else {
+        parent = Py_NewRef(Py_None);
+    }
+    Py_SETREF(request->method, Py_NewRef(method));
+    Py_SETREF(request->scheme, Py_NewRef(scheme));
+    if (request_bytes != NULL) {
+        Py_SETREF(request->request_bytes, request_bytes);
+        request_bytes = NULL;
+    }
+    Py_SETREF(request->server_send, Py_NewRef(send));
+
+    /* 2. The span, its context, the active table, the in-progress count, the clock: as in Python. */
+    PyObject *start_args[3] = {method == s_OTHER ? s_HTTP : method, parent, attributes};
+    PyObject *span = PyObject_Vectorcall(self->start_span, start_args, 3, NULL);
+    Py_CLEAR(attributes); /* the span took it over */
+    if (span == NULL) goto fail;
+    Py_SETREF(request->span, span);
+    PyObject *attach_args[2] = {span, parent};
+    PyObject *token = PyObject_Vectorcall(self->attach, attach_args, 2, NULL);
+    if (token == NULL) goto fail;
+    Py_SETREF(request->token, token);
+    attached = 1;
+    PyObject *task = PyObject_CallOneArg(self->enter, span);
+    if (task == NULL) goto fail;
+    Py_SETREF(request->task, task);
+    if (self->started != Py_None) {
+        PyObject *started_args[2] = {method, scheme};
+        PyObject *done = PyObject_Vectorcall(self->started, started_args, 2, NULL);
+        if (done == NULL) goto fail;
+        Py_DECREF(done);
+    }
+    PyObject *t0 = now(self->perf_counter);
+    if (t0 == NULL) goto fail;
+    request->start = PyFloat_AsDouble(t0);
+    Py_DECREF(t0);
+    if (request->start == -1.0 && PyErr_Occurred()) goto fail;
+    if (PyObject_SetItem(scope, self->span_key, span)) goto fail;
+    Py_DECREF(parent);
+    Py_XDECREF(user_agent);
+    return (PyObject *)request;
+
+fail:
+    if (attached) {
+        /* The Python adapter then runs the app uninstrumented: no context of ours may stay attached. */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        if (request->task != Py_None && PyDict_Check(self->active) && PyDict_DelItem(self->active, request->task) < 0)
+            PyErr_Clear();
+        PyObject *undone = PyObject_CallOneArg(self->detach, request->token);
+        if (undone == NULL) PyErr_Clear();
+        Py_XDECREF(undone);
+        PyErr_Restore(type, value, traceback);
+    }
+    Py_XDECREF(pair);
+    Py_XDECREF(iter);
+    Py_XDECREF(attributes);
+    Py_XDECREF(parent);
+    Py_XDECREF(user_agent);
+    Py_XDECREF(request_bytes);
+    Py_XDECREF((PyObject *)request);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+
+static int put_hex(char *out, PyObject *number, int digits) {
+    /* number (a non-negative int below 16**digits) as lowercase hex, zero-padded to digits */
+    static const char hex[] = "0123456789abcdef";
+    PyObject *n = Py_NewRef(number);
+    for (int chunk = digits; chunk > 0; chunk -= 16) {
+        unsigned long long low = PyLong_AsUnsignedLongLongMask(n);
+        if (low == (unsigned long long)-1 && PyErr_Occurred()) {
+            Py_DECREF(n);
+            return -1;
+        }
+        int width = chunk < 16 ? chunk : 16;
+        for (int i = 0; i < width; i++) {
+            out[chunk - 1 - i] = hex[low & 0xF];
+            low >>= 4;
+        }
+        if (chunk > 16) {
+            PyObject *shift = PyLong_FromLong(64);
+            PyObject *rest = shift ? PyNumber_Rshift(n, shift) : NULL;
+            Py_XDECREF(shift);
+            Py_DECREF(n);
+            if (rest == NULL) return -1;
+            n = rest;
+        }
+    }
+    Py_DECREF(n);
+    return 0;
+}
+
+/* The W3C traceresponse value "00-<trace id>-<span id>-<flags>" of a SpanContext (a 6-tuple). */
+static PyObject *trace_header_value(PyObject *span) {
+    PyObject *ctx = PyObject_CallMethodNoArgs(span, s_get_span_context);
+    if (ctx == NULL) return NULL;
+    if (!PyTuple_Check(ctx) || PyTuple_GET_SIZE(ctx) < 4) {
+        Py_DECREF(ctx);
+        PyErr_SetString(PyExc_TypeError, "a span context that is not a tuple");
+        return NULL;
+    }
+    char buf[55];
+    memcpy(buf, "00-", 3);
+    buf[35] = '-';
+    buf[52] = '-';
+    long flags = PyLong_AsLong(PyTuple_GET_ITEM(ctx, 3));
+    if ((flags == -1 && PyErr_Occurred()) || put_hex(buf + 3, PyTuple_GET_ITEM(ctx, 0), 32) ||
+        put_hex(buf + 36, PyTuple_GET_ITEM(ctx, 1), 16)) {
+        Py_DECREF(ctx);
+        return NULL;
+    }
+    Py_DECREF(ctx);
+    static const char hex[] = "0123456789abcdef";
+    buf[53] = hex[(flags >> 4) & 0xF];
+    buf[54] = hex[flags & 0xF];
+    return PyBytes_FromStringAndSize(buf, 55);
+}
+
+static PyObject *module_trace_header_value(PyObject *module, PyObject *span) { return trace_header_value(span); }
+
+/* request(message): the app's send. */
+static PyObject *request_call(RequestObject *self, PyObject *args, PyObject *kwargs) {
+    PyObject *message;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "send(message) takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "send", 1, 1, &message)) return NULL;
+    if (!PyDict_Check(message)) goto pass; /* not an ASGI message (a dict): the server says what is wrong */
+    PyObject *kind = PyDict_GetItemWithError(message, s_type);
+    if (kind == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, s_type); /* as message["type"] */
+        return NULL;
+    }
+    int is_body = PyUnicode_Check(kind) && PyUnicode_Compare(kind, s_t_body) == 0;
+    if (is_body) {
+        PyObject *body = PyDict_GetItemWithError(message, s_body);
+        if (body == NULL && PyErr_Occurred()) return NULL;
+        if (body != NULL) {
+            Py_ssize_t n = PyObject_Length(body);
+            if (n < 0) return NULL;
+            self->response_bytes += n;
+        }
+        PyObject *more = PyDict_GetItemWithError(message, s_more_body);
+        if (more == NULL && PyErr_Occurred()) return NULL;
+        int truth = more == NULL ? 0 : PyObject_IsTrue(more);
+        if (truth < 0) return NULL;
+        if (!truth) {
+            PyObject *last_args[2] = {(PyObject *)self, message};
+            return PyObject_Vectorcall(self->core->send_last, last_args, 2, NULL);
+        }
+        goto pass;
+    }
+    if (PyUnicode_Check(kind) && PyUnicode_Compare(kind, s_t_start) == 0) {
+        PyObject *status = PyDict_GetItemWithError(message, s_status_key);
+        if (status == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, s_status_key);
+            return NULL;
+        }
+        long value = PyLong_Check(status) ? PyLong_AsLong(status) : -1;
+        if (value == -1 && PyErr_Occurred()) PyErr_Clear();
+        /* Not an int the server can send: the server says so; the request counts as unanswered. */
+        self->status = (value < 0 || value > 0x7FFFFFFF) ? 0 : (int)value;
+        if (self->core->trace_header != Py_None) {
+            PyObject *old = PyDict_GetItemWithError(message, s_headers);
+            if (old == NULL && PyErr_Occurred()) return NULL;
+            /* A new list: the app may reuse its own (e.g. a module-level Response). */
+            PyObject *headers = old == NULL ? PyList_New(0) : PySequence_List(old);
+            if (headers == NULL) return NULL;
+            PyObject *value_bytes = trace_header_value(self->span);
+            PyObject *pair = value_bytes ? PyTuple_Pack(2, self->core->trace_header, value_bytes) : NULL;
+            Py_XDECREF(value_bytes);
+            if (pair == NULL || PyList_Append(headers, pair) || PyDict_SetItem(message, s_headers, headers)) {
+                Py_XDECREF(pair);
+                Py_DECREF(headers);
+                return NULL;
+            }
+            Py_DECREF(pair);
+            Py_DECREF(headers);
+        }
+        goto pass;
+    }
+    if (PyUnicode_Check(kind) && PyUnicode_Compare(kind, s_t_pathsend) == 0) {
+        PyObject *last_args[2] = {(PyObject *)self, message};
+        return PyObject_Vectorcall(self->core->send_last, last_args, 2, NULL);
+    }
+pass:
+    return PyObject_CallOneArg(self->server_send, message);
+}
+
+static int mark_complete(RequestObject *self) {
+    if (self->done_at != 0.0) return 0;
+    PyObject *t = now(self->core->perf_counter);
+    if (t == NULL) return -1;
+    double at = PyFloat_AsDouble(t);
+    Py_DECREF(t);
+    if (at == -1.0 && PyErr_Occurred()) return -1;
+    PyObject *ns = now(self->core->time_ns);
+    if (ns == NULL) return -1;
+    long long done_ns = PyLong_AsLongLong(ns);
+    Py_DECREF(ns);
+    if (done_ns == -1 && PyErr_Occurred()) return -1;
+    self->done_at = at;
+    self->done_ns = done_ns;
+    return 0;
+}
+
+static PyObject *request_response_complete(RequestObject *self, PyObject *unused) {
+    if (mark_complete(self)) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* finish_common(route, client, scheme, background) -> bool */
+static PyObject *request_finish_common(RequestObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "finish_common(route, client, scheme, background)");
+        return NULL;
+    }
+    PyObject *route = args[0], *client = args[1], *scheme = args[2];
+    int background = PyObject_IsTrue(args[3]);
+    if (background < 0) return NULL;
+    int status = self->status;
+    CoreObject *core = self->core;
+    if (!status || self->done_at == 0.0 || status >= 500 || status == 401 || status == 403 ||
+        Py_TYPE(self->span) != (PyTypeObject *)core->span_type || (route != Py_None && !PyUnicode_Check(route)) ||
+        !PyUnicode_Check(self->method))
+        Py_RETURN_FALSE;
+    PyObject *t = now(core->perf_counter);
+    if (t == NULL) return NULL;
+    double at = PyFloat_AsDouble(t);
+    Py_DECREF(t);
+    if (at == -1.0 && PyErr_Occurred()) return NULL;
+    if (background && at - self->done_at >= core->background_min) Py_RETURN_FALSE; /* a background span: Python */
+
+    /* From here on: this request is recorded here, and any failure is reported, not retried. */
+    PyObject *attributes = PyDict_New(), *name = NULL, *status_obj = NULL, *result = NULL, *elapsed = NULL,
+             *key = NULL, *active_key = NULL, *sampled = NULL, *done_ns = NULL;
+    if (attributes == NULL) return NULL;
+    if (route != Py_None) {
+        name = PyUnicode_FromFormat("%U %U", self->method == s_OTHER ? s_HTTP : self->method, route);
+        if (name == NULL || PyDict_SetItem(attributes, s_k_route, route)) goto done;
+    }
+    status_obj = PyLong_FromLong(status);
+    if (status_obj == NULL || PyDict_SetItem(attributes, s_k_status, status_obj)) goto done;
+    if (client != Py_None) {
+        int truth = PyObject_IsTrue(client);
+        if (truth < 0 || (truth && PyDict_SetItem(attributes, s_k_client, client))) goto done;
+    }
+    PyObject *set_args[3] = {self->span, attributes, name ? name : Py_None};
+    result = PyObject_VectorcallMethod(s_set_kit_attributes, set_args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (result == NULL) goto done;
+    Py_CLEAR(result);
+    done_ns = PyLong_FromLongLong(self->done_ns);
+    if (done_ns == NULL) goto done;
+    PyObject *end_args[2] = {self->span, done_ns};
+    result = PyObject_VectorcallMethod(s_end, end_args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (result == NULL) goto done;
+    Py_CLEAR(result);
+    if (self->task != Py_None && PyDict_Check(core->active)) {
+        if (PyDict_DelItem(core->active, self->task) < 0) {
+            if (!PyErr_ExceptionMatches(PyExc_KeyError)) goto done;
+            PyErr_Clear();
+        }
+    }
+    result = PyObject_CallOneArg(core->detach, self->token);
+    if (result == NULL) goto done;
+    Py_CLEAR(result);
+    if (core->finished != Py_None) {
+        PyObject *ctx = PyObject_CallMethodNoArgs(self->span, s_get_span_context);
+        if (ctx == NULL) goto done;
+        long flags = (PyTuple_Check(ctx) && PyTuple_GET_SIZE(ctx) >= 4) ? PyLong_AsLong(PyTuple_GET_ITEM(ctx, 3)) : 0;
+        if (flags == -1 && PyErr_Occurred()) {
+            Py_DECREF(ctx);
+            goto done;
+        }
+        if (flags & 1) {
+            sampled = ctx;
+        } else {
+            Py_DECREF(ctx);
+            sampled = Py_NewRef(Py_None);
+        }
+        int has_scheme = PyObject_IsTrue(scheme);
+        if (has_scheme < 0) goto done;
+        key = PyTuple_Pack(5, self->method, route, status_obj, Py_None, has_scheme ? scheme : self->scheme);
+        active_key = PyTuple_Pack(2, self->method, self->scheme);
+        elapsed = PyFloat_FromDouble(self->done_at - self->start);
+        if (key == NULL || active_key == NULL || elapsed == NULL) goto done;
+        PyObject *response_bytes = PyLong_FromLongLong(self->response_bytes);
+        if (response_bytes == NULL) goto done;
+        PyObject *finished_args[7] = {key, elapsed, self->request_bytes, response_bytes, active_key, sampled, done_ns};
+        result = PyObject_Vectorcall(core->finished, finished_args, 7, NULL);
+        Py_DECREF(response_bytes);
+        if (result == NULL) goto done;
+        Py_CLEAR(result);
+    }
+    result = Py_NewRef(Py_True);
+done:
+    Py_XDECREF(attributes);
+    Py_XDECREF(name);
+    Py_XDECREF(status_obj);
+    Py_XDECREF(elapsed);
+    Py_XDECREF(key);
+    Py_XDECREF(active_key);
+    Py_XDECREF(sampled);
+    Py_XDECREF(done_ns);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+
+static int request_traverse(RequestObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->core);
+    Py_VISIT(self->inst);
+    Py_VISIT(self->span);
+    Py_VISIT(self->token);
+    Py_VISIT(self->task);
+    Py_VISIT(self->method);
+    Py_VISIT(self->scheme);
+    Py_VISIT(self->request_bytes);
+    Py_VISIT(self->server_send);
+    Py_VISIT(self->peer);
+    Py_VISIT(self->response_headers);
+    return 0;
+}
+
+static int request_clear(RequestObject *self) {
+    Py_CLEAR(self->core);
+    Py_CLEAR(self->inst);
+    Py_CLEAR(self->span);
+    Py_CLEAR(self->token);
+    Py_CLEAR(self->task);
+    Py_CLEAR(self->method);
+    Py_CLEAR(self->scheme);
+    Py_CLEAR(self->request_bytes);
+    Py_CLEAR(self->server_send);
+    Py_CLEAR(self->peer);
+    Py_CLEAR(self->response_headers);
+    return 0;
+}
+
+static void request_dealloc(RequestObject *self) {
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    request_clear(self);
+    type->tp_free((PyObject *)self); /* a heap subtype's own dealloc releases the type */
+}
+
+static PyObject *request_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    PyErr_SetString(PyExc_TypeError, "requests are made by Core.start()");
+    return NULL;
+}
+
+static PyMemberDef request_members[] = {
+    {"inst", T_OBJECT, offsetof(RequestObject, inst), READONLY, NULL},
+    {"span", T_OBJECT, offsetof(RequestObject, span), READONLY, NULL},
+    {"token", T_OBJECT, offsetof(RequestObject, token), READONLY, NULL},
+    {"task", T_OBJECT, offsetof(RequestObject, task), READONLY, NULL},
+    {"method", T_OBJECT, offsetof(RequestObject, method), READONLY, NULL},
+    {"scheme", T_OBJECT, offsetof(RequestObject, scheme), READONLY, NULL},
+    {"request_bytes", T_OBJECT, offsetof(RequestObject, request_bytes), READONLY, NULL},
+    {"server_send", T_OBJECT, offsetof(RequestObject, server_send), READONLY, NULL},
+    {"peer", T_OBJECT, offsetof(RequestObject, peer), READONLY, NULL},
+    {"response_headers", T_OBJECT, offsetof(RequestObject, response_headers), READONLY, NULL},
+    {"status", T_INT, offsetof(RequestObject, status), 0, NULL},
+    {"response_bytes", T_LONGLONG, offsetof(RequestObject, response_bytes), 0, NULL},
+    {"done_ns", T_LONGLONG, offsetof(RequestObject, done_ns), 0, NULL},
+    {"start", T_DOUBLE, offsetof(RequestObject, start), 0, NULL},
+    {"done_at", T_DOUBLE, offsetof(RequestObject, done_at), 0, NULL},
+    {NULL},
+};
+
+static PyMethodDef request_methods[] = {
+    {"response_complete", (PyCFunction)request_response_complete, METH_NOARGS,
+     "The last body byte was handed to the server: the request's duration ends here."},
+    {"finish_common", (PyCFunction)(void (*)(void))request_finish_common, METH_FASTCALL,
+     "Record a request that ended the common way; False (nothing done) for any other."},
+    {NULL},
+};
+
+static PyTypeObject RequestBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otel_asgi_kit_accel._core.RequestBase",
+    .tp_basicsize = sizeof(RequestObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = request_new,
+    .tp_dealloc = (destructor)request_dealloc,
+    .tp_traverse = (traverseproc)request_traverse,
+    .tp_clear = (inquiry)request_clear,
+    .tp_call = (ternaryfunc)request_call,
+    .tp_members = request_members,
+    .tp_methods = request_methods,
+    .tp_doc = "One request's state and the app's send (subclassed by the kit).",
+};
+
+/* ------------------------------------------------------------------------------------------------ */
+
+#define CORE_FIELDS(X)                                                                                               \
+    X(request_type) X(inst) X(methods) X(fields) X(extract) X(redact) X(start_span) X(attach) X(detach) X(enter)      \
+        X(active) X(started) X(finished) X(perf_counter) X(time_ns) X(trace_header) X(send_last) X(span_key)         \
+            X(span_type)
+
+static int core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"request_type", "inst", "methods", "fields", "extract", "redact", "start_span",
+                            "attach", "detach", "enter", "active", "started", "finished", "perf_counter",
+                            "time_ns", "trace_header", "send_last", "span_key", "span_type", "background_min", NULL};
+    PyObject *v[19];
+    double background_min;
+    if (PyTuple_GET_SIZE(args) != 0) {
+        PyErr_SetString(PyExc_TypeError, "Core() takes keyword arguments only");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!O!OOOOOOO!OOOOOOOOd", names, &v[0], &v[1], &PyDict_Type, &v[2],
+                                     &PyFrozenSet_Type, &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &PyDict_Type,
+                                     &v[10], &v[11], &v[12], &v[13], &v[14], &v[15], &v[16], &v[17], &v[18],
+                                     &background_min))
+        return -1;
+    if (!PyType_Check(v[0]) || !PyType_IsSubtype((PyTypeObject *)v[0], &RequestBaseType)) {
+        PyErr_SetString(PyExc_TypeError, "request_type must be a subclass of RequestBase");
+        return -1;
+    }
+    if (!PyType_Check(v[18])) {
+        PyErr_SetString(PyExc_TypeError, "span_type must be a type");
+        return -1;
+    }
+    if (v[15] != Py_None && !PyBytes_Check(v[15])) {
+        PyErr_SetString(PyExc_TypeError, "trace_header must be bytes or None");
+        return -1;
+    }
+    int i = 0;
+#define SET(f) Py_XSETREF(self->f, Py_NewRef(v[i])); i++;
+    CORE_FIELDS(SET)
+#undef SET
+    self->background_min = background_min;
+    return 0;
+}
+
+static int core_traverse(CoreObject *self, visitproc visit, void *arg) {
+#define VISIT(f) Py_VISIT(self->f);
+    CORE_FIELDS(VISIT)
+#undef VISIT
+    return 0;
+}
+
+static int core_clear(CoreObject *self) {
+#define CLEAR(f) Py_CLEAR(self->f);
+    CORE_FIELDS(CLEAR)
+#undef CLEAR
+    return 0;
+}
+
+static void core_dealloc(CoreObject *self) {
+    PyObject_GC_UnTrack(self);
+    core_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *core_start_checked(CoreObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (self->request_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Core was not initialised");
+        return NULL;
+    }
+    return core_start(self, args, nargs);
+}
+
+static PyMethodDef core_methods[] = {
+    {"start", (PyCFunction)(void (*)(void))core_start_checked, METH_FASTCALL,
+     "start(scope, send) -> request: the request's span started and its context attached."},
+    {NULL},
+};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otel_asgi_kit_accel._core.Core",
+    .tp_basicsize = sizeof(CoreObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)core_init,
+    .tp_dealloc = (destructor)core_dealloc,
+    .tp_traverse = (traverseproc)core_traverse,
+    .tp_clear = (inquiry)core_clear,
+    .tp_methods = core_methods,
+    .tp_doc = "The kit's request path constants and callables, built once (see the module's text).",
+};
+
+static PyMethodDef module_methods[] = {
+    {"trace_header_value", (PyCFunction)module_trace_header_value, METH_O,
+     "The W3C traceresponse value of a span (its get_span_context(), a 6-tuple)."},
+    {NULL},
+};
+
+static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_core", NULL, -1, module_methods, NULL, NULL, NULL, NULL};
+
+#define INTERN(var, text)                                                                                            \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL;
+#define BYTES(var, text)                                                                                             \
+    if ((var = PyBytes_FromString(text)) == NULL) return NULL;
+
+PyMODINIT_FUNC PyInit__core(void) {
+    INTERN(s_type, "type")
+    INTERN(s_headers, "headers")
+    INTERN(s_query_string, "query_string")
+    INTERN(s_method, "method")
+    INTERN(s_scheme, "scheme")
+    INTERN(s_path, "path")
+    INTERN(s_http_version, "http_version")
+    INTERN(s_client, "client")
+    INTERN(s_http, "http")
+    INTERN(s_GET, "GET")
+    INTERN(s_HTTP, "HTTP")
+    INTERN(s_OTHER, "_OTHER")
+    INTERN(s_empty, "")
+    INTERN(s_k_method, "http.request.method")
+    INTERN(s_k_path, "url.path")
+    INTERN(s_k_scheme, "url.scheme")
+    INTERN(s_k_query, "url.query")
+    INTERN(s_k_method_original, "http.request.method_original")
+    INTERN(s_k_user_agent, "user_agent.original")
+    INTERN(s_k_version, "network.protocol.version")
+    INTERN(s_k_route, "http.route")
+    INTERN(s_k_status, "http.response.status_code")
+    INTERN(s_k_client, "client.address")
+    INTERN(s_t_body, "http.response.body")
+    INTERN(s_t_start, "http.response.start")
+    INTERN(s_t_pathsend, "http.response.pathsend")
+    INTERN(s_body, "body")
+    INTERN(s_more_body, "more_body")
+    INTERN(s_status_key, "status")
+    INTERN(s_set_kit_attributes, "set_kit_attributes")
+    INTERN(s_end, "end")
+    INTERN(s_get_span_context, "get_span_context")
+    INTERN(s_get, "get")
+    BYTES(s_user_agent_name, "user-agent")
+    BYTES(s_content_length_name, "content-length")
+    BYTES(s_empty_bytes, "")
+    if (PyType_Ready(&RequestBaseType) < 0 || PyType_Ready(&CoreType) < 0) return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) return NULL;
+    if (PyModule_AddObjectRef(module, "RequestBase", (PyObject *)&RequestBaseType) < 0 ||
+        PyModule_AddObjectRef(module, "Core", (PyObject *)&CoreType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,51 @@
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+class RequestBase:
+    inst: Any
+    span: Any
+    token: Any
+    task: Any
+    method: str
+    scheme: str
+    request_bytes: int | None
+    server_send: Callable[[Any], Awaitable[None]]
+    peer: str | None
+    response_headers: Any
+    status: int
+    response_bytes: int
+    done_ns: int
+    start: float
+    done_at: float
+    def __call__(self, message: Any) -> Awaitable[None]: ...
+    def response_complete(self) -> None: ...
+    def finish_common(self, route: str | None, client: str | None, scheme: str | None, background: bool) -> bool: ...
+
+class Core:
+    def __init__(
+        self,
+        *,
+        request_type: type[RequestBase],
+        inst: Any,
+        methods: dict[str, str],
+        fields: frozenset[bytes],
+        extract: Callable[[Any], Any],
+        redact: Callable[[str], str],
+        start_span: Callable[[str, Any, dict[str, Any]], Any],
+        attach: Callable[[Any, Any], Any],
+        detach: Callable[[Any], None],
+        enter: Callable[[Any], Any],
+        active: dict[Any, Any],
+        started: Callable[[str, str], None] | None,
+        finished: Callable[..., None] | None,
+        perf_counter: Callable[[], float],
+        time_ns: Callable[[], int],
+        trace_header: bytes | None,
+        send_last: Callable[[Any, Any], Awaitable[None]],
+        span_key: str,
+        span_type: type,
+        background_min: float,
+    ) -> None: ...
+    def start(self, scope: Any, send: Any) -> RequestBase: ...
+
+def trace_header_value(span: Any) -> bytes: ...

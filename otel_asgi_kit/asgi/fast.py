@@ -1,0 +1,87 @@
+"""The ASGI adapter's compiled request path (``otel_asgi_kit_accel._core``), when it can take over.
+
+``core_for(inst)`` decides once per ``Instrumentation`` whether requests go
+through the compiled ``Core``: the compiled writers are switched on
+(``sdk.accel.use``: installed, wanted, agreeing with Python), the extension
+has its request path, and no request or response headers are captured.
+The compiled path does what ``middleware._start``, ``ServerRequest`` and
+``_Responder`` do, calling the same Python pieces (span start, context,
+active table, metrics, redaction), and finishes the common request itself;
+every other request ends in ``RequestLogic`` on the same fields. ``doctor``
+reports which path runs (``sdk.accel.status``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from otel_asgi_kit.asgi.keys import SPAN_KEY
+from otel_asgi_kit.core import active
+from otel_asgi_kit.core.instrumentation import Instrumentation
+from otel_asgi_kit.core.propagation import RAW_GETTER
+from otel_asgi_kit.core.request import _METHODS, BACKGROUND_MIN_S, RequestLogic
+from otel_asgi_kit.failsafe import report_once
+from otel_asgi_kit.sdk import accel, current
+from otel_asgi_kit.sdk.server_span import ServerSpan
+from otel_asgi_kit.types import Message
+
+try:
+    from otel_asgi_kit_accel import _core
+except ImportError:  # not installed, or an older build without the request path
+    _core = None  # type: ignore[assignment]
+
+
+if _core is not None:
+
+    class FastRequest(_core.RequestBase, RequestLogic):
+        """The compiled request (fields, ``send``, ``finish_common``) with the kit's Python ending."""
+
+        __slots__ = ()
+
+
+async def _send_last(request: Any, message: Message) -> None:
+    """The response's last message: its duration ends once the server took it."""
+    await request.server_send(message)
+    request.response_complete()
+
+
+def core_for(inst: Instrumentation, *, switched_on: bool | None = None, enter: Any = None) -> Any:
+    """The compiled ``Core`` for ``inst``, or ``None`` (the Python path); decided once, kept on ``inst``.
+
+    ``switched_on``: whether the compiled path is wanted (default: the compiled writers run, see
+    ``sdk.accel``); ``enter``: another active-table entry function (tests of failure containment)."""
+    if switched_on is None:
+        switched_on = accel.compiled()
+    core = None
+    if _core is not None and switched_on and not inst.request_headers.enabled and not inst.response_headers.enabled:
+        try:
+            propagator = inst.propagator
+            http = inst.http
+            core = _core.Core(
+                request_type=FastRequest,
+                inst=inst,
+                methods=dict(_METHODS),
+                fields=frozenset(inst.propagation_fields),
+                extract=lambda headers: propagator.extract(headers, getter=RAW_GETTER),
+                redact=inst.query.redact,
+                start_span=inst.server_spans.start,
+                attach=current.attach_span,
+                detach=current.detach,
+                enter=enter or active.enter,
+                active=active._spans,
+                started=http.request_started if http is not None else None,
+                finished=http.request_finished if http is not None else None,
+                perf_counter=time.perf_counter,
+                time_ns=time.time_ns,
+                trace_header=inst.trace_header,
+                send_last=_send_last,
+                span_key=SPAN_KEY,
+                span_type=ServerSpan,
+                background_min=BACKGROUND_MIN_S,
+            )
+        except Exception as exc:  # a build that does not fit this kit: the Python path
+            report_once("setting up the compiled request path", exc)
+            core = None
+    inst.asgi_core = core
+    return core

@@ -1,0 +1,358 @@
+"""The compiled ASGI request path (``otel_asgi_kit_accel._core`` via ``asgi.fast``) records what Python records.
+
+Every request here goes through two instrumentations built alike, one on the
+Python path and one on the compiled path, and the exported spans (without
+ids and times), the response messages (without the trace id) and the HTTP
+metrics must be equal: for a table of common and uncommon requests through a
+Starlette app, and for arbitrary scopes from hypothesis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry import trace
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from otel_asgi_kit import failsafe
+from otel_asgi_kit.asgi import fast
+from otel_asgi_kit.asgi.frameworks import install_framework_hooks
+from otel_asgi_kit.asgi.middleware import KitMiddleware
+from otel_asgi_kit.core import active
+from otel_asgi_kit.sdk import accel
+from tests.conftest import Telemetry, make_telemetry
+
+_core = pytest.importorskip("otel_asgi_kit_accel._core", reason="otel-asgi-kit-accel is not installed")
+
+DURATION = "http.server.request.duration"
+
+
+def _pair(env: dict[str, str] | None = None) -> tuple[Telemetry, Telemetry]:
+    python, compiled = make_telemetry(env), make_telemetry(env, compiled=True)
+    python.instrumentation.asgi_core = None
+    assert isinstance(compiled.instrumentation.asgi_core, _core.Core)
+    return python, compiled
+
+
+async def _item(request: Request) -> Response:
+    return PlainTextResponse("x" * int(request.query_params.get("size", "2")))
+
+
+async def _raise(request: Request) -> Response:
+    raise RuntimeError("boom")
+
+
+async def _unavailable(request: Request) -> Response:
+    return PlainTextResponse("later", status_code=503)
+
+
+async def _denied(request: Request) -> Response:
+    return PlainTextResponse("no", status_code=401)
+
+
+async def _stream(request: Request) -> Response:
+    async def chunks() -> Any:
+        for part in (b"a" * 10, b"b" * 20, b"c"):
+            yield part
+
+    return StreamingResponse(chunks())
+
+
+async def _later() -> None:
+    await asyncio.sleep(0.08)
+
+
+async def _background(request: Request) -> Response:
+    return PlainTextResponse("done", background=BackgroundTask(_later))
+
+
+def _app() -> Starlette:
+    install_framework_hooks()
+    return Starlette(
+        routes=[
+            Route("/items/{item_id}", _item, methods=["GET", "POST", "HEAD", "FOO"]),
+            Route("/raise", _raise),
+            Route("/unavailable", _unavailable),
+            Route("/denied", _denied),
+            Route("/stream", _stream),
+            Route("/background", _background),
+        ]
+    )
+
+
+REQUESTS: list[dict[str, Any]] = [
+    {"path": "/items/1"},
+    {"path": "/items/2", "query_string": b"size=5&token=secret"},
+    {"path": "/items/3", "method": "POST", "headers": [(b"content-length", b"4")], "body": b"abcd"},
+    {"path": "/items/4", "method": "HEAD"},
+    {"path": "/items/5", "method": "FOO"},
+    {"path": "/missing"},
+    {"path": "/raise"},
+    {"path": "/unavailable"},
+    {"path": "/denied"},
+    {"path": "/stream"},
+    {"path": "/background"},
+    {
+        "path": "/items/6",
+        "headers": [
+            (b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            (b"user-agent", b"curl/8"),
+        ],
+    },
+    {"path": "/items/7", "headers": [(b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00")]},
+    {"path": "/items/8", "http_version": "2", "client": None},
+]
+
+
+def _scope(spec: dict[str, Any]) -> dict[str, Any]:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": spec.get("http_version", "1.1"),
+        "method": spec.get("method", "GET"),
+        "scheme": "http",
+        "path": spec["path"],
+        "raw_path": spec["path"].encode(),
+        "query_string": spec.get("query_string", b""),
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), *spec.get("headers", [])],
+        "client": spec.get("client", ("10.0.0.7", 4000)),
+        "server": ("testserver", 80),
+    }
+    return scope
+
+
+async def _serve(
+    app: Any, scope: dict[str, Any], body: bytes = b"", inst: Any = None
+) -> tuple[list[dict[str, Any]], Any]:
+    sent: list[dict[str, Any]] = []
+    send_types: list[str] = []
+    answered = asyncio.Event()
+    asked: list[bool] = []
+
+    async def receive() -> dict[str, Any]:
+        if not asked:
+            asked.append(True)
+            return {"type": "http.request", "body": body, "more_body": False}
+        await answered.wait()  # as a server: the client is gone once the response is complete
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            answered.set()
+
+    async def spy(scope: Any, receive: Any, send: Any) -> None:
+        send_types.append(type(send).__name__)
+        await app(scope, receive, send)
+
+    wrapped = KitMiddleware(spy, instrumentation=inst)
+    try:
+        await wrapped(scope, receive, send)
+    except RuntimeError:
+        pass  # /raise: the exception leaves the app after the kit's 500
+    return sent, send_types[0] if send_types else None
+
+
+def _without_ids(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for message in messages:
+        message = dict(message)
+        if "headers" in message:
+            message["headers"] = [
+                (k, v[:3] + v[-3:]) if k == b"traceresponse" else (k, v) for k, v in message["headers"]
+            ]
+        out.append(message)
+    return out
+
+
+def _spans(telemetry: Telemetry) -> list[tuple[Any, ...]]:
+    found = []
+    for span in telemetry.spans.get_finished_spans():
+        events = [(e.name, {k: v for k, v in e.attributes.items() if k != "exception.stacktrace"}) for e in span.events]
+        found.append(
+            (
+                span.name,
+                span.kind,
+                dict(span.attributes),
+                span.status.status_code,
+                span.status.description,
+                events,
+                (span.parent.trace_id if span.parent.is_remote else "local") if span.parent else None,
+                span.context.trace_flags,
+                span.end_time >= span.start_time,
+            )
+        )
+    return sorted(found, key=repr)
+
+
+def _points(telemetry: Telemetry) -> list[tuple[Any, ...]]:
+    out = []
+    for name in (
+        DURATION,
+        "http.server.active_requests",
+        "http.server.response.body.size",
+        "http.server.request.body.size",
+    ):
+        for point in telemetry.points(name):
+            count = getattr(point, "count", None)
+            value = getattr(point, "value", None)
+            out.append((name, dict(point.attributes), count, value if name == "http.server.active_requests" else None))
+    return sorted(out, key=repr)
+
+
+def _run_both(python: Telemetry, compiled: Telemetry, specs: list[dict[str, Any]]) -> None:
+    app = _app()
+    for telemetry, expected_send in ((python, "_Responder"), (compiled, "FastRequest")):
+        for spec in specs:
+            sent, send_type = asyncio.run(_serve(app, _scope(spec), spec.get("body", b""), telemetry.instrumentation))
+            assert send_type == expected_send, spec
+            spec.setdefault("sent", {})[expected_send] = _without_ids(sent)
+    for spec in specs:
+        assert spec["sent"]["_Responder"] == spec["sent"]["FastRequest"], spec["path"]
+    assert _spans(compiled) == _spans(python)
+    assert _points(compiled) == _points(python)
+
+
+def test_both_paths_record_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    python, compiled = _pair()
+    _run_both(python, compiled, [dict(spec) for spec in REQUESTS])
+    names = [s[0] for s in _spans(compiled)]
+    # the table reaches every ending: common, 5xx, 401, raised, background, unmatched, propagated
+    assert "GET /background background" in names and "GET /raise" in names and "GET" in names
+    # one background span more, one request less: /items/7's parent was not sampled, so it is not exported
+    assert len(python.spans.get_finished_spans()) == len(REQUESTS)
+
+
+def test_the_query_is_redacted_on_both_paths() -> None:
+    python, compiled = _pair({"OTEL_ASGI_KIT_REDACT_QUERY_PARAMS": "token"})
+    _run_both(python, compiled, [{"path": "/items/1", "query_string": b"size=3&token=abc"}])
+    (span,) = compiled.spans.get_finished_spans()
+    assert "abc" not in span.attributes["url.query"]
+
+
+methods = st.one_of(st.sampled_from(["GET", "POST", "HEAD", "FOO", "get", ""]), st.text(max_size=40))
+header_names = st.one_of(
+    st.sampled_from([b"traceparent", b"tracestate", b"baggage", b"content-length", b"user-agent", b"host"]),
+    st.binary(max_size=20),
+)
+
+
+async def _plain(scope: Any, receive: Any, send: Any) -> None:
+    status = 200 if scope["path"] != "/e" else 500
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(
+    method=methods,
+    path=st.one_of(st.sampled_from(["/", "/e", "/items/1"]), st.text(max_size=60)),
+    query=st.binary(max_size=60),
+    headers=st.lists(st.tuples(header_names, st.binary(max_size=80)), max_size=6),
+    version=st.sampled_from(["1.1", "2", ""]),
+    client=st.sampled_from([("127.0.0.1", 1), None, ("::1", 2)]),
+)
+def test_arbitrary_scopes_give_the_same_span_and_answer(
+    method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]], version: str, client: Any
+) -> None:
+    python, compiled = _pair()
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "query_string": query,
+        "headers": headers,
+        "scheme": "https",
+        "http_version": version,
+        "client": client,
+    }
+    answers = []
+    for telemetry in (python, compiled):
+        sent, _ = asyncio.run(_serve(_plain, dict(scope), b"", telemetry.instrumentation))
+        answers.append(_without_ids(sent))
+    assert answers[0] == answers[1]
+    assert answers[1][0]["status"] in (200, 500)
+    assert _spans(compiled) == _spans(python)
+    assert _points(compiled) == _points(python)
+
+
+def test_a_failing_piece_leaves_no_context_and_the_app_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    """A span start that raises: the app still answers, uninstrumented, and no context of ours stays attached."""
+    _, compiled = _pair()
+    inst = compiled.instrumentation
+    failsafe._seen.clear()
+
+    def broken_enter(span: Any) -> Any:
+        raise RuntimeError("enter broke")
+
+    broken = fast.core_for(inst, switched_on=True, enter=broken_enter)
+    assert broken is not None
+
+    async def one() -> tuple[Any, list[dict[str, Any]]]:
+        sent, _ = await _serve(_plain, _scope({"path": "/items/1"}), b"", inst)
+        return trace.get_current_span(), sent
+
+    current_span, sent = asyncio.run(one())
+    assert sent[0]["status"] == 200 and not any(k == b"traceresponse" for k, _ in sent[0]["headers"])
+    assert not current_span.get_span_context().is_valid
+    assert inst.asgi_core is broken and not active._spans
+    assert "enter broke" in capsys.readouterr().err
+
+
+def test_the_switch_and_doctor_say_which_path_runs() -> None:
+    saved = accel.status(), accel.compiled()
+    try:
+        assert "request path compiled" in accel.use(True)
+        inst = make_telemetry().instrumentation
+        assert isinstance(fast.core_for(inst), _core.Core)
+        accel.use(False)
+        inst = make_telemetry().instrumentation
+        assert fast.core_for(inst) is None
+        inst = make_telemetry({"OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST": "x-a"}).instrumentation
+        assert fast.core_for(inst, switched_on=True) is None  # captured headers: the Python path
+    finally:
+        accel.use(saved[1])
+
+
+def test_the_send_returns_the_servers_awaitable() -> None:
+    """Non-final messages are the server's own awaitables (no coroutine of ours in between)."""
+    _, compiled = _pair()
+    marker = object()
+    seen: list[Any] = []
+
+    class Send:
+        def __call__(self, message: dict[str, Any]) -> Any:
+            seen.append(message["type"])
+            return self._done()
+
+        async def _done(self) -> Any:
+            return marker
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        start = send({"type": "http.response.start", "status": 200, "headers": []})
+        assert start.cr_code is Send._done.__code__  # the server's coroutine itself
+        await start
+        part = send({"type": "http.response.body", "body": b"a", "more_body": True})
+        assert part.cr_code is Send._done.__code__
+        await part
+        await send({"type": "http.response.body", "body": b"b"})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    wrapped = KitMiddleware(app, instrumentation=compiled.instrumentation)
+    asyncio.run(wrapped(_scope({"path": "/x"}), receive, Send()))
+    assert seen == ["http.response.start", "http.response.body", "http.response.body"]
+    (span,) = compiled.spans.get_finished_spans()
+    assert span.attributes["http.response.status_code"] == 200

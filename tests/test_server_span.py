@@ -241,3 +241,68 @@ def test_a_span_context_laid_out_otherwise_uses_its_constructor(monkeypatch: pyt
 
     monkeypatch.setattr(server_span, "SpanContext", Other)
     assert server_span._context_maker() is None
+
+
+def test_the_compiled_root_maker_makes_the_pythons_span() -> None:
+    """``root_maker()`` (``otel_asgi_kit_accel``) and ``start`` give the same root span: same fields and types,
+    the same ids from a seeded ``random``, the processors' ``on_start`` and ``on_end``."""
+    import random
+    import threading
+
+    pytest.importorskip("otel_asgi_kit_accel._core", reason="otel-asgi-kit-accel is not installed")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource({"service.name": "t"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    starter = ServerSpanStarter(provider.get_tracer("otel_asgi_kit", "1"))
+    maker = starter.root_maker()
+    assert maker is not None
+    random.seed(99)
+    compiled = maker("GET", _attrs())
+    random.seed(99)
+    python = starter.start("GET", None, _attrs())
+    assert type(compiled) is type(python) is ServerSpan
+    assert set(vars(compiled)) == set(vars(python))
+    for name in vars(python):
+        if name in ("_lock", "_start_time"):
+            continue
+        if name == "_attributes":
+            assert vars(compiled._attributes).keys() == vars(python._attributes).keys()
+            assert dict(compiled.attributes) == dict(python.attributes) == _attrs()
+            assert type(compiled._attributes._lock) is type(threading.Lock())
+            assert compiled._attributes._lock is not python._attributes._lock
+            continue
+        assert getattr(compiled, name) == getattr(python, name), name
+    assert compiled.get_span_context() == python.get_span_context()
+    assert compiled._lock is not python._lock and compiled.start_time <= python.start_time
+    for span in (compiled, python):
+        span.set_attribute("user.set", 1)
+        span.end()
+    finished = exporter.get_finished_spans()
+    assert [s.name for s in finished] == ["GET", "GET"] and all(s.attributes["user.set"] == 1 for s in finished)
+
+
+def test_the_root_maker_falls_back_when_the_tracer_is_disabled() -> None:
+    pytest.importorskip("otel_asgi_kit_accel._core", reason="otel-asgi-kit-accel is not installed")
+    tracer = TracerProvider().get_tracer("otel_asgi_kit", "1")
+    maker = ServerSpanStarter(tracer).root_maker()
+    assert maker is not None and maker("GET", _attrs()).is_recording()
+    tracer._tracer_config.is_enabled = False  # as a tracer configurator switching this scope off
+    assert not maker("GET", _attrs()).is_recording()
+
+
+def test_no_root_maker_off_the_short_path() -> None:
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+    class Fixed(IdGenerator):
+        def generate_span_id(self) -> int:
+            return 5
+
+        def generate_trace_id(self) -> int:
+            return 6
+
+    for provider in (
+        TracerProvider(sampler=TraceIdRatioBased(0.5)),
+        TracerProvider(id_generator=Fixed()),
+        TracerProvider(span_limits=SpanLimits(max_span_attribute_length=10)),
+    ):
+        assert ServerSpanStarter(provider.get_tracer("otel_asgi_kit", "1")).root_maker() is None

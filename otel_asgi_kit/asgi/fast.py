@@ -78,6 +78,7 @@ def core_for(inst: Instrumentation, *, switched_on: bool | None = None, enter: A
                 send_last=_send_last,
                 span_key=SPAN_KEY,
                 span_type=ServerSpan,
+                make_root=inst.server_spans.root_maker(),
                 background_min=BACKGROUND_MIN_S,
             )
         except Exception as exc:  # a build that does not fit this kit: the Python path

@@ -186,6 +186,37 @@ class ServerSpanStarter:
         self._new_context = _context_maker()
         return True
 
+    def root_maker(self) -> Any:
+        """The compiled ``start`` for a span without parent (``otel_asgi_kit_accel._core.RootMaker``), or
+        ``None``: only with this starter's short path, the default sampler, the SDK's id generator and the
+        ``SpanContext`` layout it was written for (the same conditions as the Python lines it replaces)."""
+        if not (self.fast and self._default_sampler and self._sdk_ids and self._new_context is not None):
+            return None
+        if not hasattr(getattr(self._tracer, "_tracer_config", None), "is_enabled"):
+            return None
+        try:
+            from otel_asgi_kit_accel import _core
+        except ImportError:
+            return None
+        maker = getattr(_core, "RootMaker", None)
+        if maker is None:
+            return None
+        return maker(
+            tracer=self._tracer,
+            span_type=ServerSpan,
+            prototype=dict(self._prototype),
+            attributes_type=BoundedAttributes,
+            attributes_prototype=dict(vars(self._attributes_prototype)),
+            span_context_type=SpanContext,
+            trace_state=DEFAULT_TRACE_STATE,
+            flags=self._flags[TraceFlags.SAMPLED | (TraceFlags.RANDOM_TRACE_ID if self._random_ids else 0)],
+            random=random,
+            allocate_lock=threading.Lock,
+            time_ns=time_ns,
+            on_start=self._processor.on_start,
+            fallback=self.start,
+        )
+
     def start(self, name: str, parent: context_api.Context | None, attributes: dict[str, Any]) -> trace_api.Span:
         """A started SERVER span named ``name``, child of the span in ``parent`` (if any).
 

@@ -60,6 +60,7 @@ typedef struct {
     PyObject *send_last;      /* async send_last(request, message) */
     PyObject *span_key;       /* scope key the span is stored under */
     PyObject *span_type;      /* the kit's ServerSpan type: finish_common handles only these */
+    PyObject *make_root;      /* RootMaker for a span without parent, or None (start_span for all) */
     double background_min;    /* seconds after the response that make a background span */
 } CoreObject;
 
@@ -297,8 +298,15 @@ static PyObject *core_start(CoreObject *self, PyObject *const *args, Py_ssize_t 
     Py_SETREF(request->server_send, Py_NewRef(send));
 
     /* 2. The span, its context, the active table, the in-progress count, the clock: as in Python. */
-    PyObject *start_args[3] = {method == s_OTHER ? s_HTTP : method, parent, attributes};
-    PyObject *span = PyObject_Vectorcall(self->start_span, start_args, 3, NULL);
+    PyObject *span_name = method == s_OTHER ? s_HTTP : method;
+    PyObject *span;
+    if (parent == Py_None && self->make_root != Py_None) {
+        PyObject *make_args[2] = {span_name, attributes};
+        span = PyObject_Vectorcall(self->make_root, make_args, 2, NULL);
+    } else {
+        PyObject *start_args[3] = {span_name, parent, attributes};
+        span = PyObject_Vectorcall(self->start_span, start_args, 3, NULL);
+    }
     Py_CLEAR(attributes); /* the span took it over */
     if (span == NULL) goto fail;
     Py_SETREF(request->span, span);
@@ -679,27 +687,211 @@ static PyTypeObject RequestBaseType = {
     .tp_doc = "One request's state and the app's send (subclassed by the kit).",
 };
 
+
+/* ------------------------------------------------------------------------------------------------ */
+/* RootMaker: ServerSpanStarter.start for a root span (no parent) with the default sampler and the SDK's
+ * id generator, as otel_asgi_kit.sdk.server_span does it in Python: the ids from random.getrandbits,
+ * the SpanContext tuple, the span object filled from the prototype built once by the SDK's own
+ * constructor, its attribute map, and the processors' on_start. ServerSpanStarter decides whether it
+ * applies (the same checks as for its own short path) and hands the fields it prepared. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *tracer;         /* the SDK tracer: its _tracer_config.is_enabled is read per span */
+    PyObject *span_type, *prototype, *attributes_type, *attributes_prototype, *span_context_type, *trace_state,
+        *flags, *random, *allocate_lock, *time_ns, *on_start, *fallback;
+} MakerObject;
+
+static PyObject *s_is_enabled, *s__tracer_config, *s_getrandbits, *s__name, *s__context, *s__parent, *s__lock, *s__attributes, *s__events, *s__links,
+    *s__start_time, *s__dict, *s_parent_context, *kw_parent_context, *empty_tuple, *n128, *n64;
+
+static PyObject *random_id(MakerObject *self, PyObject *bits) {
+    for (;;) { /* as RandomIdGenerator: drawn again while zero */
+        PyObject *draw = PyObject_GetAttr(self->random, s_getrandbits); /* looked up as the SDK does */
+        if (draw == NULL) return NULL;
+        PyObject *id = PyObject_CallOneArg(draw, bits);
+        Py_DECREF(draw);
+        if (id == NULL) return NULL;
+        int truth = PyObject_IsTrue(id);
+        if (truth < 0) {
+            Py_DECREF(id);
+            return NULL;
+        }
+        if (truth) return id;
+        Py_DECREF(id);
+    }
+}
+
+static PyObject *new_plain(PyObject *type) { return PyBaseObject_Type.tp_new((PyTypeObject *)type, empty_tuple, NULL); }
+
+/* maker(name, attributes) -> span */
+static PyObject *maker_call(MakerObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 2 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "maker(name, attributes)");
+        return NULL;
+    }
+    PyObject *name = args[0], *attributes = args[1];
+    PyObject *config = PyObject_GetAttr(self->tracer, s__tracer_config);
+    if (config == NULL) return NULL;
+    PyObject *enabled = PyObject_GetAttr(config, s_is_enabled);
+    Py_DECREF(config);
+    if (enabled == NULL) return NULL;
+    int truth = PyObject_IsTrue(enabled);
+    Py_DECREF(enabled);
+    if (truth < 0) return NULL;
+    if (!truth) {
+        PyObject *fallback_args[3] = {name, Py_None, attributes};
+        return PyObject_Vectorcall(self->fallback, fallback_args, 3, NULL);
+    }
+    PyObject *trace_id = NULL, *span_id = NULL, *context = NULL, *items = NULL, *span = NULL, *fields = NULL,
+             *bounded = NULL, *bounded_fields = NULL, *lock = NULL, *start = NULL, *result = NULL;
+    if ((trace_id = random_id(self, n128)) == NULL || (span_id = random_id(self, n64)) == NULL) goto done;
+    items = PyTuple_Pack(6, trace_id, span_id, Py_False, self->flags, self->trace_state, Py_True);
+    if (items == NULL) goto done;
+    PyObject *new_args = PyTuple_Pack(1, items);
+    if (new_args == NULL) goto done;
+    context = PyTuple_Type.tp_new((PyTypeObject *)self->span_context_type, new_args, NULL);
+    Py_DECREF(new_args);
+    if (context == NULL) goto done;
+    if ((bounded = new_plain(self->attributes_type)) == NULL) goto done;
+    if ((bounded_fields = PyObject_GenericGetDict(bounded, NULL)) == NULL) goto done;
+    if (PyDict_Update(bounded_fields, self->attributes_prototype) || PyDict_SetItem(bounded_fields, s__dict, attributes))
+        goto done;
+    if ((lock = PyObject_CallNoArgs(self->allocate_lock)) == NULL || PyDict_SetItem(bounded_fields, s__lock, lock))
+        goto done;
+    Py_CLEAR(lock);
+    if ((span = new_plain(self->span_type)) == NULL) goto done;
+    if ((fields = PyObject_GenericGetDict(span, NULL)) == NULL) goto done;
+    if ((lock = PyObject_CallNoArgs(self->allocate_lock)) == NULL) goto done;
+    if ((start = PyObject_CallNoArgs(self->time_ns)) == NULL) goto done;
+    if (PyDict_Update(fields, self->prototype) || PyDict_SetItem(fields, s__name, name) ||
+        PyDict_SetItem(fields, s__context, context) || PyDict_SetItem(fields, s__parent, Py_None) ||
+        PyDict_SetItem(fields, s__lock, lock) || PyDict_SetItem(fields, s__attributes, bounded) ||
+        PyDict_SetItem(fields, s__events, empty_tuple) || PyDict_SetItem(fields, s__links, empty_tuple) ||
+        PyDict_SetItem(fields, s__start_time, start))
+        goto done;
+    PyObject *start_args[3] = {span, Py_None};
+    PyObject *started = PyObject_Vectorcall(self->on_start, start_args, 1, kw_parent_context);
+    if (started == NULL) goto done;
+    Py_DECREF(started);
+    result = Py_NewRef(span);
+done:
+    Py_XDECREF(trace_id);
+    Py_XDECREF(span_id);
+    Py_XDECREF(items);
+    Py_XDECREF(context);
+    Py_XDECREF(bounded);
+    Py_XDECREF(bounded_fields);
+    Py_XDECREF(lock);
+    Py_XDECREF(start);
+    Py_XDECREF(fields);
+    Py_XDECREF(span);
+    return result;
+}
+
+#define MAKER_FIELDS(X)                                                                                              \
+    X(tracer) X(span_type) X(prototype) X(attributes_type) X(attributes_prototype) X(span_context_type)             \
+        X(trace_state) X(flags) X(random) X(allocate_lock) X(time_ns) X(on_start) X(fallback)
+
+static PyObject *maker_vectorcall_entry(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    return maker_call((MakerObject *)callable, args, nargsf, kwnames);
+}
+
+static int maker_init(MakerObject *self, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"tracer", "span_type", "prototype", "attributes_type", "attributes_prototype",
+                            "span_context_type", "trace_state", "flags", "random", "allocate_lock", "time_ns",
+                            "on_start", "fallback", NULL};
+    PyObject *v[13];
+    if (PyTuple_GET_SIZE(args) != 0) {
+        PyErr_SetString(PyExc_TypeError, "RootMaker() takes keyword arguments only");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!OO!OOOOOOOO", names, &v[0], &v[1], &PyDict_Type, &v[2], &v[3],
+                                     &PyDict_Type, &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11], &v[12]))
+        return -1;
+    if (!PyType_Check(v[1]) || !PyType_Check(v[3]) || !PyType_Check(v[5]) ||
+        !PyType_IsSubtype((PyTypeObject *)v[5], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "span_type and attributes_type must be types, span_context_type a tuple type");
+        return -1;
+    }
+    int i = 0;
+#define SET(f) Py_XSETREF(self->f, Py_NewRef(v[i])); i++;
+    MAKER_FIELDS(SET)
+#undef SET
+    return 0;
+}
+
+static int maker_traverse(MakerObject *self, visitproc visit, void *arg) {
+#define VISIT(f) Py_VISIT(self->f);
+    MAKER_FIELDS(VISIT)
+#undef VISIT
+    return 0;
+}
+
+static int maker_clear(MakerObject *self) {
+#define CLEAR(f) Py_CLEAR(self->f);
+    MAKER_FIELDS(CLEAR)
+#undef CLEAR
+    return 0;
+}
+
+static void maker_dealloc(MakerObject *self) {
+    PyObject_GC_UnTrack(self);
+    maker_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *maker_tp_call(PyObject *self, PyObject *args, PyObject *kwargs) {
+    return PyVectorcall_Call(self, args, kwargs);
+}
+
+static PyObject *maker_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    MakerObject *self = (MakerObject *)PyType_GenericNew(type, args, kwargs);
+    if (self != NULL) ((vectorcallfunc *)((char *)self + type->tp_vectorcall_offset))[0] = maker_vectorcall_entry;
+    return (PyObject *)self;
+}
+
+typedef struct {
+    MakerObject base;
+    vectorcallfunc vectorcall;
+} MakerWithCall;
+
+static PyTypeObject MakerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otel_asgi_kit_accel._core.RootMaker",
+    .tp_basicsize = sizeof(MakerWithCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(MakerWithCall, vectorcall),
+    .tp_new = maker_new,
+    .tp_init = (initproc)maker_init,
+    .tp_call = maker_tp_call,
+    .tp_dealloc = (destructor)maker_dealloc,
+    .tp_traverse = (traverseproc)maker_traverse,
+    .tp_clear = (inquiry)maker_clear,
+    .tp_doc = "maker(name, attributes) -> a started root SERVER span (see the module's text).",
+};
+
 /* ------------------------------------------------------------------------------------------------ */
 
 #define CORE_FIELDS(X)                                                                                               \
     X(request_type) X(inst) X(methods) X(fields) X(extract) X(redact) X(start_span) X(attach) X(detach) X(enter)      \
         X(active) X(started) X(finished) X(perf_counter) X(time_ns) X(trace_header) X(send_last) X(span_key)         \
-            X(span_type)
+            X(span_type) X(make_root)
 
 static int core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"request_type", "inst", "methods", "fields", "extract", "redact", "start_span",
                             "attach", "detach", "enter", "active", "started", "finished", "perf_counter",
-                            "time_ns", "trace_header", "send_last", "span_key", "span_type", "background_min", NULL};
-    PyObject *v[19];
+                            "time_ns", "trace_header", "send_last", "span_key", "span_type", "make_root", "background_min", NULL};
+    PyObject *v[20];
     double background_min;
     if (PyTuple_GET_SIZE(args) != 0) {
         PyErr_SetString(PyExc_TypeError, "Core() takes keyword arguments only");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!O!OOOOOOO!OOOOOOOOd", names, &v[0], &v[1], &PyDict_Type, &v[2],
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!O!OOOOOOO!OOOOOOOOOd", names, &v[0], &v[1], &PyDict_Type, &v[2],
                                      &PyFrozenSet_Type, &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &PyDict_Type,
                                      &v[10], &v[11], &v[12], &v[13], &v[14], &v[15], &v[16], &v[17], &v[18],
-                                     &background_min))
+                                     &v[19], &background_min))
         return -1;
     if (!PyType_Check(v[0]) || !PyType_IsSubtype((PyTypeObject *)v[0], &RequestBaseType)) {
         PyErr_SetString(PyExc_TypeError, "request_type must be a subclass of RequestBase");
@@ -818,11 +1010,28 @@ PyMODINIT_FUNC PyInit__core(void) {
     BYTES(s_user_agent_name, "user-agent")
     BYTES(s_content_length_name, "content-length")
     BYTES(s_empty_bytes, "")
-    if (PyType_Ready(&RequestBaseType) < 0 || PyType_Ready(&CoreType) < 0) return NULL;
+    INTERN(s_is_enabled, "is_enabled")
+    INTERN(s__tracer_config, "_tracer_config")
+    INTERN(s_getrandbits, "getrandbits")
+    INTERN(s__name, "_name")
+    INTERN(s__context, "_context")
+    INTERN(s__parent, "_parent")
+    INTERN(s__lock, "_lock")
+    INTERN(s__attributes, "_attributes")
+    INTERN(s__events, "_events")
+    INTERN(s__links, "_links")
+    INTERN(s__start_time, "_start_time")
+    INTERN(s__dict, "_dict")
+    INTERN(s_parent_context, "parent_context")
+    if ((kw_parent_context = PyTuple_Pack(1, s_parent_context)) == NULL) return NULL;
+    if ((empty_tuple = PyTuple_New(0)) == NULL) return NULL;
+    if ((n128 = PyLong_FromLong(128)) == NULL || (n64 = PyLong_FromLong(64)) == NULL) return NULL;
+    if (PyType_Ready(&RequestBaseType) < 0 || PyType_Ready(&CoreType) < 0 || PyType_Ready(&MakerType) < 0) return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL) return NULL;
     if (PyModule_AddObjectRef(module, "RequestBase", (PyObject *)&RequestBaseType) < 0 ||
-        PyModule_AddObjectRef(module, "Core", (PyObject *)&CoreType) < 0) {
+        PyModule_AddObjectRef(module, "Core", (PyObject *)&CoreType) < 0 ||
+        PyModule_AddObjectRef(module, "RootMaker", (PyObject *)&MakerType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -44,8 +44,29 @@ class Core:
         send_last: Callable[[Any, Any], Awaitable[None]],
         span_key: str,
         span_type: type,
+        make_root: RootMaker | None,
         background_min: float,
     ) -> None: ...
     def start(self, scope: Any, send: Any) -> RequestBase: ...
+
+class RootMaker:
+    def __init__(
+        self,
+        *,
+        tracer: Any,
+        span_type: type,
+        prototype: dict[str, Any],
+        attributes_type: type,
+        attributes_prototype: dict[str, Any],
+        span_context_type: type,
+        trace_state: Any,
+        flags: Any,
+        random: Any,
+        allocate_lock: Callable[[], Any],
+        time_ns: Callable[[], int],
+        on_start: Callable[..., None],
+        fallback: Callable[[str, Any, dict[str, Any]], Any],
+    ) -> None: ...
+    def __call__(self, name: str, attributes: dict[str, Any]) -> Any: ...
 
 def trace_header_value(span: Any) -> bytes: ...

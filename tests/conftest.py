@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_asgi_kit.core.instrumentation import Instrumentation
+from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
 from otel_asgi_kit.metrics.injector import MetricsInjector
 from otel_asgi_kit.settings import load_settings
 from otel_asgi_kit.testing import aggregates, points_of
@@ -40,7 +41,8 @@ def make_telemetry(env: dict[str, str] | None = None, *, compiled: bool = False)
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
     settings = load_settings(env or {})
-    instrumentation = Instrumentation(settings, tracer_provider, meter_provider)
+    http = HttpServerMetrics(settings.duration_buckets, compiled=compiled)
+    instrumentation = Instrumentation(settings, tracer_provider, meter_provider, http_metrics=http)
     if compiled:
         from otel_asgi_kit.asgi import fast
 

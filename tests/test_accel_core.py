@@ -203,9 +203,14 @@ def _points(telemetry: Telemetry) -> list[tuple[Any, ...]]:
         "http.server.request.body.size",
     ):
         for point in telemetry.points(name):
-            count = getattr(point, "count", None)
-            value = getattr(point, "value", None)
-            out.append((name, dict(point.attributes), count, value if name == "http.server.active_requests" else None))
+            if name == "http.server.active_requests":
+                out.append((name, dict(point.attributes), point.value))
+            else:
+                values = (point.count, list(point.bucket_counts), point.min, point.max)
+                exact = (point.sum,) if name != DURATION else (len(point.exemplars),)  # durations differ per run
+                out.append(
+                    (name, dict(point.attributes), *values[:2], *exact, *(values[2:] if name != DURATION else ()))
+                )
     return sorted(out, key=repr)
 
 
@@ -356,3 +361,52 @@ def test_the_send_returns_the_servers_awaitable() -> None:
     assert seen == ["http.response.start", "http.response.body", "http.response.body"]
     (span,) = compiled.spans.get_finished_spans()
     assert span.attributes["http.response.status_code"] == 200
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12),
+            st.integers(min_value=0, max_value=10**9),
+            st.sampled_from([0, 0.005, 0.01, 100, 1000, 10**8]),  # on the bounds: that bound's bucket
+        ),
+        max_size=40,
+    ),
+    sampled=st.lists(st.booleans(), max_size=40),
+)
+def test_the_compiled_histogram_counts_as_the_python_one(values: list[float], sampled: list[bool]) -> None:
+    from opentelemetry.trace import SpanContext
+
+    from otel_asgi_kit.metrics.http_aggregator import CompiledHistogram, Histogram
+    from otel_asgi_kit.metrics.instruments import BYTE_BUCKETS
+
+    for bounds in ((0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), BYTE_BUCKETS, ()):
+        python, compiled = Histogram(bounds), CompiledHistogram(bounds)
+        for i, value in enumerate(values):
+            if i < len(sampled) and sampled[i]:
+                ctx = SpanContext(i + 1, i + 2, False)
+                python.record_sampled(value, ctx, 1000 + i)
+                compiled.record_sampled(value, ctx, 1000 + i)
+            else:
+                python.record(value)
+                compiled.record(value)
+        a, b = python.point({"k": "v"}, 1, 2), compiled.point({"k": "v"}, 1, 2)
+        assert (b.count, list(b.bucket_counts), b.explicit_bounds) == (
+            a.count,
+            list(a.bucket_counts),
+            a.explicit_bounds,
+        )
+        assert (b.sum, b.min, b.max) == (a.sum, a.min, a.max)
+        assert [(e.value, e.trace_id, e.span_id, e.time_unix_nano) for e in b.exemplars] == [
+            (e.value, e.trace_id, e.span_id, e.time_unix_nano) for e in a.exemplars
+        ]
+
+
+def test_compiled_metrics_use_the_compiled_histogram() -> None:
+    from otel_asgi_kit.metrics.http_aggregator import CompiledHistogram, Histogram, HttpServerMetrics
+
+    _, compiled = _pair()
+    assert compiled.instrumentation.http is not None
+    assert compiled.instrumentation.http._histogram is CompiledHistogram
+    assert HttpServerMetrics((1.0,), compiled=False)._histogram is Histogram

@@ -22,6 +22,7 @@ from otel_asgi_kit.core.instrumentation import Instrumentation
 from otel_asgi_kit.core.propagation import RAW_GETTER
 from otel_asgi_kit.core.request import _METHODS, BACKGROUND_MIN_S, RequestLogic
 from otel_asgi_kit.failsafe import report_once
+from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
 from otel_asgi_kit.sdk import accel, current
 from otel_asgi_kit.sdk.server_span import ServerSpan
 from otel_asgi_kit.types import Message
@@ -54,10 +55,16 @@ def core_for(inst: Instrumentation, *, switched_on: bool | None = None, enter: A
     if switched_on is None:
         switched_on = accel.compiled()
     core = None
-    if _core is not None and switched_on and not inst.request_headers.enabled and not inst.response_headers.enabled:
+    http = inst.http
+    if (
+        _core is not None
+        and switched_on
+        and not inst.request_headers.enabled
+        and not inst.response_headers.enabled
+        and (http is None or type(http) is HttpServerMetrics)  # recorded in C as its methods do
+    ):
         try:
             propagator = inst.propagator
-            http = inst.http
             core = _core.Core(
                 request_type=FastRequest,
                 inst=inst,
@@ -70,8 +77,7 @@ def core_for(inst: Instrumentation, *, switched_on: bool | None = None, enter: A
                 detach=current.detach,
                 enter=enter or active.enter,
                 active=active._spans,
-                started=http.request_started if http is not None else None,
-                finished=http.request_finished if http is not None else None,
+                metrics=http,
                 perf_counter=time.perf_counter,
                 time_ns=time.time_ns,
                 trace_header=inst.trace_header,

@@ -23,6 +23,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics.export import (
@@ -38,6 +39,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.trace import SpanContext
 
 from otel_asgi_kit.metrics.instruments import BYTE_BUCKETS
+from otel_asgi_kit.sdk import accel
 
 # method, route, status, error type, scheme
 Key = tuple[str, str | None, int, str | None, str]
@@ -47,7 +49,42 @@ Key = tuple[str, str | None, int, str | None, str]
 ExemplarSlot = tuple[float, SpanContext, int]
 
 
-class Histogram:
+class _Readout:
+    """A histogram's data point: the readout shared by the Python ``Histogram`` and the compiled one."""
+
+    if not TYPE_CHECKING:
+        __slots__ = ()
+    bounds: Sequence[float]
+    buckets: list[int]
+    sum: float
+    min: float
+    max: float
+    exemplars: list[ExemplarSlot | None] | None
+
+    def point(self, attributes: dict[str, str | int], start: int, now: int) -> HistogramDataPoint:
+        buckets = list(self.buckets)
+        return HistogramDataPoint(
+            attributes=attributes,
+            start_time_unix_nano=start,
+            time_unix_nano=now,
+            count=sum(buckets),  # from the buckets, so a scrape is always self-consistent
+            sum=self.sum,
+            bucket_counts=buckets,
+            explicit_bounds=list(self.bounds),
+            min=self.min,
+            max=self.max,
+            exemplars=self._exemplars(now) if self.exemplars is not None else [],
+        )
+
+    def _exemplars(self, now: int) -> list[Exemplar]:
+        return [
+            Exemplar({}, slot[0], slot[2] or now, slot[1].span_id, slot[1].trace_id)
+            for slot in list(self.exemplars or ())
+            if slot is not None
+        ]
+
+
+class Histogram(_Readout):
     __slots__ = ("bounds", "buckets", "exemplars", "max", "min", "sum")
 
     def __init__(self, bounds: Sequence[float]) -> None:
@@ -81,43 +118,52 @@ class Histogram:
         if value > self.max:
             self.max = value
 
-    def point(self, attributes: dict[str, str | int], start: int, now: int) -> HistogramDataPoint:
-        buckets = list(self.buckets)
-        return HistogramDataPoint(
-            attributes=attributes,
-            start_time_unix_nano=start,
-            time_unix_nano=now,
-            count=sum(buckets),  # from the buckets, so a scrape is always self-consistent
-            sum=self.sum,
-            bucket_counts=buckets,
-            explicit_bounds=list(self.bounds),
-            min=self.min,
-            max=self.max,
-            exemplars=self._exemplars(now) if self.exemplars is not None else [],
-        )
 
-    def _exemplars(self, now: int) -> list[Exemplar]:
-        return [
-            Exemplar({}, slot[0], slot[2] or now, slot[1].span_id, slot[1].trace_id)
-            for slot in list(self.exemplars or ())
-            if slot is not None
-        ]
+try:
+    from otel_asgi_kit_accel import _core as _accel_core
+except ImportError:  # not installed: the Python histogram only
+    _accel_core = None  # type: ignore[assignment]
+_HistogramBase = getattr(_accel_core, "HistogramBase", None)
+
+
+if _HistogramBase is not None:
+
+    class CompiledHistogram(_HistogramBase, _Readout):  # type: ignore[misc,valid-type]
+        """``Histogram`` recording in C (``otel_asgi_kit_accel``): the same counts, sum, min, max, exemplars."""
+
+        __slots__ = ()
+
+
+def histogram_type(compiled: bool | None = None) -> type[Histogram]:
+    """The compiled histogram if ``compiled`` (default: the compiled parts are switched on, ``sdk.accel``)
+    and installed, else the Python one."""
+    if compiled is None:
+        compiled = accel.compiled()
+    if _HistogramBase is not None and compiled:
+        return cast("type[Histogram]", CompiledHistogram)
+    return Histogram
 
 
 class _Series:
     __slots__ = ("attributes", "duration", "request_size", "response_size")
 
-    def __init__(self, attributes: dict[str, str | int], duration: Sequence[float]) -> None:
+    def __init__(
+        self, attributes: dict[str, str | int], duration: Sequence[float], histogram: type[Histogram] = Histogram
+    ) -> None:
         self.attributes = attributes
-        self.duration = Histogram(duration)
-        self.request_size = Histogram(BYTE_BUCKETS)
-        self.response_size = Histogram(BYTE_BUCKETS)
+        self.duration = histogram(duration)
+        self.request_size = histogram(BYTE_BUCKETS)
+        self.response_size = histogram(BYTE_BUCKETS)
 
 
 class HttpServerMetrics:
     """Cumulative ``http.server.*`` metrics of this process."""
 
-    def __init__(self, duration_bounds: Sequence[float], cardinality_limit: int = 2000) -> None:
+    def __init__(
+        self, duration_bounds: Sequence[float], cardinality_limit: int = 2000, *, compiled: bool | None = None
+    ) -> None:
+        """``compiled``: count in the compiled histogram (default: when ``sdk.accel`` switched it on)."""
+        self._histogram = histogram_type(compiled)
         self._duration_bounds = tuple(duration_bounds)
         self._series: dict[Key, _Series] = {}
         self._active: dict[tuple[str, str], int] = {}
@@ -162,7 +208,7 @@ class HttpServerMetrics:
                 overflow: Key = ("_OTHER", None, 0, "_OVERFLOW", "")
                 series = self._series.get(overflow)
                 if series is None:
-                    series = _Series({"otel.metric.overflow": "true"}, self._duration_bounds)
+                    series = _Series({"otel.metric.overflow": "true"}, self._duration_bounds, self._histogram)
                     self._series[overflow] = series
                 return series
             method, route, status, error_type, scheme = key
@@ -173,7 +219,7 @@ class HttpServerMetrics:
                 attributes["http.route"] = route
             if error_type is not None:
                 attributes["error.type"] = error_type
-            series = _Series(attributes, self._duration_bounds)
+            series = _Series(attributes, self._duration_bounds, self._histogram)
             self._series[key] = series
             return series
 

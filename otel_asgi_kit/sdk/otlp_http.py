@@ -24,7 +24,7 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from otel_asgi_kit.sdk import accel, encoded, wire, wire_logs
+from otel_asgi_kit.sdk import accel, encoded, http_transport, wire, wire_logs
 
 COMMON_MODULE = "opentelemetry.exporter.otlp.proto.http._common"
 
@@ -155,6 +155,10 @@ class _Direct:
         self.direct = _has_direct_path(self)
         self.outbox = _outbox(self, outbox)
         self.environment_read_once = _read_environment_once(self)
+        # After it: the http.client transport needs the settings read once (sdk.http_transport).
+        self.http_client_transport = self.environment_read_once and http_transport.replace_transport(
+            getattr(self, "_client", None)
+        )
 
     def shutdown(self) -> None:
         if self.outbox is not None:

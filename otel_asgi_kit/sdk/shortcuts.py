@@ -35,6 +35,10 @@ RELIED_ON: dict[str, tuple[str, ...]] = {
     "environment read once per exporter": (
         "the OTLP/HTTP client's _transport._session (a requests.Session) and _endpoint",
     ),
+    "collector POSTs over http.client": (
+        "opentelemetry.exporter.http.transport._base.BaseHTTPTransport / BaseHTTPResult",
+        "the OTLP/HTTP client's _transport, _endpoint and its requests session's proxies, auth, verify, cert",
+    ),
     "metric reader": ("opentelemetry.sdk.metrics.export.PeriodicExportingMetricReader._receive_metrics",),
     "prometheus merge": ("opentelemetry.exporter.prometheus.PrometheusMetricReader._receive_metrics",),
 }
@@ -48,12 +52,17 @@ def _server_span() -> bool:
     return ServerSpanStarter(TracerProvider().get_tracer("doctor")).fast
 
 
-def _encoders() -> tuple[bool, bool, bool]:
+def _encoders() -> tuple[bool, bool, bool, bool]:
     from otel_asgi_kit.sdk.otlp_http import DirectLogExporter, DirectSpanExporter
 
     spans = DirectSpanExporter(endpoint="http://127.0.0.1:4318/v1/traces")
     logs = DirectLogExporter(endpoint="http://127.0.0.1:4318/v1/logs")
-    found = (spans.direct, logs.direct, spans.environment_read_once and logs.environment_read_once)
+    found = (
+        spans.direct,
+        logs.direct,
+        spans.environment_read_once and logs.environment_read_once,
+        spans.http_client_transport and logs.http_client_transport,
+    )
     spans.shutdown()
     logs.shutdown()
     return found
@@ -118,7 +127,7 @@ def _prometheus_merge() -> bool:
 
 def status() -> dict[str, bool]:
     """Each shortcut and whether it applies to the installed SDK and exporter releases."""
-    spans, logs, environment = _encoders()
+    spans, logs, environment, transport = _encoders()
     checks: dict[str, Callable[[], bool]] = {
         "server span start": _server_span,
         "log batching": _log_batching,
@@ -132,4 +141,5 @@ def status() -> dict[str, bool]:
     found["span encoding"] = spans
     found["log encoding"] = logs
     found["environment read once per exporter"] = environment
+    found["collector POSTs over http.client"] = transport
     return {name: found[name] for name in RELIED_ON}

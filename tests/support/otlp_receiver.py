@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -67,13 +68,21 @@ class Received:
 class OtlpReceiver:
     """Listens on 127.0.0.1 on a free port; ``endpoint`` is the OTLP/HTTP base URL."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, tls: tuple[str, str] | None = None, keep_alive: float | None = None) -> None:
+        """``tls``: (certificate file, key file) to serve HTTPS; ``keep_alive``: HTTP/1.1, a connection kept
+        open until idle this many seconds (``connections`` counts the ones accepted)."""
         self.received = Received()
+        self.connections = 0
         self._lock = threading.Lock()
+        self._keep_alive = keep_alive
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def __enter__(self) -> OtlpReceiver:
@@ -88,6 +97,14 @@ class OtlpReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if receiver._keep_alive is not None else "HTTP/1.0"
+            timeout = receiver._keep_alive
+
+            def setup(self) -> None:
+                super().setup()
+                with receiver._lock:
+                    receiver.connections += 1
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if self.headers.get("Content-Encoding") == "gzip":

@@ -52,8 +52,7 @@ typedef struct {
     PyObject *detach;         /* detach(token) */
     PyObject *enter;          /* enter(span) -> task key */
     PyObject *active;         /* dict: task -> span (leave = pop) */
-    PyObject *started;        /* request_started(method, scheme) or None */
-    PyObject *finished;       /* request_finished(...) or None */
+    PyObject *metrics;        /* the HttpServerMetrics (recorded here as its methods do), or None */
     PyObject *perf_counter;   /* time.perf_counter */
     PyObject *time_ns;        /* time.time_ns */
     PyObject *trace_header;   /* header name (bytes) or None */
@@ -102,6 +101,249 @@ static int all_digits(PyObject *value) {
     for (Py_ssize_t i = 0; i < n; i++)
         if (p[i] < '0' || p[i] > '9') return 0;
     return 1;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* HistogramBase: otel_asgi_kit.metrics.http_aggregator.Histogram's recording in C (its readout stays
+ * Python): cumulative bucket counts over explicit bounds (a value equal to a bound belongs to that
+ * bound's bucket, as bisect_left), sum, min, max, and per bucket the last sampled request as exemplar. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *bounds;        /* as given (a sequence of numbers) */
+    double *limits;          /* the bounds as doubles */
+    Py_ssize_t n;            /* number of bounds; buckets: n + 1 */
+    unsigned long long *counts;
+    double sum, min, max;
+    PyObject *exemplars;     /* None, or a list of n + 1 slots (None or (value, span context, end ns)) */
+} HistObject;
+
+static PyTypeObject HistType;
+
+static int hist_init(HistObject *self, PyObject *args, PyObject *kwargs) {
+    PyObject *bounds;
+    static char *names[] = {"bounds", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O", names, &bounds)) return -1;
+    PyObject *seq = PySequence_Fast(bounds, "bounds must be a sequence");
+    if (seq == NULL) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    double *limits = PyMem_Calloc(n ? n : 1, sizeof(double));
+    unsigned long long *counts = PyMem_Calloc(n + 1, sizeof(unsigned long long));
+    if (limits == NULL || counts == NULL) {
+        PyMem_Free(limits);
+        PyMem_Free(counts);
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        limits[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+        if (limits[i] == -1.0 && PyErr_Occurred()) {
+            PyMem_Free(limits);
+            PyMem_Free(counts);
+            Py_DECREF(seq);
+            return -1;
+        }
+    }
+    Py_DECREF(seq);
+    PyMem_Free(self->limits);
+    PyMem_Free(self->counts);
+    self->limits = limits;
+    self->counts = counts;
+    self->n = n;
+    Py_XSETREF(self->bounds, Py_NewRef(bounds));
+    Py_XSETREF(self->exemplars, Py_NewRef(Py_None));
+    self->sum = 0.0;
+    self->min = Py_HUGE_VAL;
+    self->max = -Py_HUGE_VAL;
+    return 0;
+}
+
+/* Count value; with a span context, keep (value, context, end_ns) as its bucket's exemplar. */
+static int hist_add(HistObject *self, PyObject *value, PyObject *context, PyObject *end_ns) {
+    if (self->counts == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Histogram was not initialised");
+        return -1;
+    }
+    double v = PyFloat_AsDouble(value);
+    if (v == -1.0 && PyErr_Occurred()) return -1;
+    Py_ssize_t lo = 0, hi = self->n; /* bisect_left */
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (self->limits[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (context != NULL) {
+        if (self->exemplars == Py_None) {
+            PyObject *slots = PyList_New(self->n + 1);
+            if (slots == NULL) return -1;
+            for (Py_ssize_t i = 0; i <= self->n; i++) PyList_SET_ITEM(slots, i, Py_NewRef(Py_None));
+            Py_SETREF(self->exemplars, slots);
+        }
+        if (!PyList_Check(self->exemplars) || PyList_GET_SIZE(self->exemplars) != self->n + 1) {
+            PyErr_SetString(PyExc_TypeError, "exemplars must be None or a list of one slot per bucket");
+            return -1;
+        }
+        PyObject *slot = PyTuple_Pack(3, value, context, end_ns);
+        if (slot == NULL) return -1;
+        PyList_SetItem(self->exemplars, lo, slot); /* steals slot */
+    }
+    self->counts[lo]++;
+    self->sum += v;
+    if (v < self->min) self->min = v;
+    if (v > self->max) self->max = v;
+    return 0;
+}
+
+static PyObject *hist_record(HistObject *self, PyObject *value) {
+    if (hist_add(self, value, NULL, NULL)) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *hist_record_sampled(HistObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "record_sampled(value, span_context, end_ns)");
+        return NULL;
+    }
+    if (hist_add(self, args[0], args[1], args[2])) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *hist_get_buckets(HistObject *self, void *closure) {
+    if (self->counts == NULL) return PyList_New(0);
+    PyObject *list = PyList_New(self->n + 1);
+    if (list == NULL) return NULL;
+    for (Py_ssize_t i = 0; i <= self->n; i++) {
+        PyObject *count = PyLong_FromUnsignedLongLong(self->counts[i]);
+        if (count == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, count);
+    }
+    return list;
+}
+
+static PyObject *hist_get_bounds(HistObject *self, void *closure) { return Py_NewRef(self->bounds ? self->bounds : Py_None); }
+
+static PyGetSetDef hist_getset[] = {
+    {"buckets", (getter)hist_get_buckets, NULL, "The bucket counts (a new list).", NULL},
+    {"bounds", (getter)hist_get_bounds, NULL, "The bounds as given.", NULL},
+    {NULL},
+};
+
+static PyMemberDef hist_members[] = {
+    {"sum", T_DOUBLE, offsetof(HistObject, sum), READONLY, NULL},
+    {"min", T_DOUBLE, offsetof(HistObject, min), READONLY, NULL},
+    {"max", T_DOUBLE, offsetof(HistObject, max), READONLY, NULL},
+    {"exemplars", T_OBJECT, offsetof(HistObject, exemplars), READONLY, NULL},
+    {NULL},
+};
+
+static PyMethodDef hist_methods[] = {
+    {"record", (PyCFunction)hist_record, METH_O, "Count one value."},
+    {"record_sampled", (PyCFunction)(void (*)(void))hist_record_sampled, METH_FASTCALL,
+     "Count one value and keep it as its bucket's exemplar."},
+    {NULL},
+};
+
+static int hist_traverse(HistObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->bounds);
+    Py_VISIT(self->exemplars);
+    return 0;
+}
+
+static int hist_clear(HistObject *self) {
+    Py_CLEAR(self->bounds);
+    Py_CLEAR(self->exemplars);
+    return 0;
+}
+
+static void hist_dealloc(HistObject *self) {
+    PyObject_GC_UnTrack(self);
+    hist_clear(self);
+    PyMem_Free(self->limits);
+    PyMem_Free(self->counts);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject HistType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otel_asgi_kit_accel._core.HistogramBase",
+    .tp_basicsize = sizeof(HistObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)hist_init,
+    .tp_dealloc = (destructor)hist_dealloc,
+    .tp_traverse = (traverseproc)hist_traverse,
+    .tp_clear = (inquiry)hist_clear,
+    .tp_members = hist_members,
+    .tp_getset = hist_getset,
+    .tp_methods = hist_methods,
+    .tp_doc = "Histogram(bounds): recording in C; the kit's subclass adds the readout.",
+};
+
+static PyObject *s__active, *s__series, *s__new_series, *s_duration, *s_response_size, *s_request_size, *s_record,
+    *s_record_sampled, *one, *minus_one;
+
+/* metrics._active[key] += delta (from 0), as HttpServerMetrics does */
+static int count_active(PyObject *metrics, PyObject *key, PyObject *delta) {
+    PyObject *active = PyObject_GetAttr(metrics, s__active);
+    if (active == NULL) return -1;
+    int err = -1;
+    if (PyDict_Check(active)) {
+        PyObject *old = PyDict_GetItemWithError(active, key); /* borrowed */
+        if (old != NULL || !PyErr_Occurred()) {
+            PyObject *new = old != NULL ? PyNumber_Add(old, delta) : Py_NewRef(delta);
+            if (new != NULL) {
+                err = PyDict_SetItem(active, key, new);
+                Py_DECREF(new);
+            }
+        }
+    } else {
+        PyErr_SetString(PyExc_TypeError, "HttpServerMetrics._active is not a dict");
+    }
+    Py_DECREF(active);
+    return err;
+}
+
+static int record_in(PyObject *series, PyObject *name, PyObject *value, PyObject *context, PyObject *end_ns) {
+    PyObject *histogram = PyObject_GetAttr(series, name);
+    if (histogram == NULL) return -1;
+    int err;
+    if (PyObject_TypeCheck(histogram, &HistType)) {
+        err = hist_add((HistObject *)histogram, value, context, end_ns);
+    } else {
+        PyObject *done = context == NULL
+                             ? PyObject_CallMethodOneArg(histogram, s_record, value)
+                             : PyObject_CallMethodObjArgs(histogram, s_record_sampled, value, context, end_ns, NULL);
+        err = done == NULL ? -1 : 0;
+        Py_XDECREF(done);
+    }
+    Py_DECREF(histogram);
+    return err;
+}
+
+/* HttpServerMetrics.request_finished, as the Python method does it. */
+static int metrics_finished(PyObject *metrics, PyObject *key, PyObject *elapsed, PyObject *request_bytes,
+                            PyObject *response_bytes, PyObject *active_key, PyObject *sampled, PyObject *end_ns) {
+    if (count_active(metrics, active_key, minus_one)) return -1;
+    PyObject *all = PyObject_GetAttr(metrics, s__series);
+    if (all == NULL) return -1;
+    PyObject *series = PyDict_Check(all) ? PyDict_GetItemWithError(all, key) : NULL;
+    Py_XINCREF(series);
+    Py_DECREF(all);
+    if (series == NULL) {
+        if (PyErr_Occurred()) return -1;
+        series = PyObject_CallMethodOneArg(metrics, s__new_series, key);
+        if (series == NULL) return -1;
+    }
+    int err = record_in(series, s_duration, elapsed, sampled == Py_None ? NULL : sampled, end_ns) ||
+              record_in(series, s_response_size, response_bytes, NULL, NULL) ||
+              (request_bytes != Py_None && record_in(series, s_request_size, request_bytes, NULL, NULL));
+    Py_DECREF(series);
+    return err ? -1 : 0;
 }
 
 static PyObject *decode_latin1(PyObject *value) {
@@ -318,11 +560,12 @@ static PyObject *core_start(CoreObject *self, PyObject *const *args, Py_ssize_t 
     PyObject *task = PyObject_CallOneArg(self->enter, span);
     if (task == NULL) goto fail;
     Py_SETREF(request->task, task);
-    if (self->started != Py_None) {
-        PyObject *started_args[2] = {method, scheme};
-        PyObject *done = PyObject_Vectorcall(self->started, started_args, 2, NULL);
-        if (done == NULL) goto fail;
-        Py_DECREF(done);
+    if (self->metrics != Py_None) {
+        PyObject *active_key = PyTuple_Pack(2, method, scheme);
+        if (active_key == NULL) goto fail;
+        int err = count_active(self->metrics, active_key, one);
+        Py_DECREF(active_key);
+        if (err) goto fail;
     }
     PyObject *t0 = now(self->perf_counter);
     if (t0 == NULL) goto fail;
@@ -561,7 +804,7 @@ static PyObject *request_finish_common(RequestObject *self, PyObject *const *arg
     result = PyObject_CallOneArg(core->detach, self->token);
     if (result == NULL) goto done;
     Py_CLEAR(result);
-    if (core->finished != Py_None) {
+    if (core->metrics != Py_None) {
         PyObject *ctx = PyObject_CallMethodNoArgs(self->span, s_get_span_context);
         if (ctx == NULL) goto done;
         long flags = (PyTuple_Check(ctx) && PyTuple_GET_SIZE(ctx) >= 4) ? PyLong_AsLong(PyTuple_GET_ITEM(ctx, 3)) : 0;
@@ -583,11 +826,10 @@ static PyObject *request_finish_common(RequestObject *self, PyObject *const *arg
         if (key == NULL || active_key == NULL || elapsed == NULL) goto done;
         PyObject *response_bytes = PyLong_FromLongLong(self->response_bytes);
         if (response_bytes == NULL) goto done;
-        PyObject *finished_args[7] = {key, elapsed, self->request_bytes, response_bytes, active_key, sampled, done_ns};
-        result = PyObject_Vectorcall(core->finished, finished_args, 7, NULL);
+        int err = metrics_finished(core->metrics, key, elapsed, self->request_bytes, response_bytes, active_key, sampled,
+                                   done_ns);
         Py_DECREF(response_bytes);
-        if (result == NULL) goto done;
-        Py_CLEAR(result);
+        if (err) goto done;
     }
     result = Py_NewRef(Py_True);
 done:
@@ -875,33 +1117,33 @@ static PyTypeObject MakerType = {
 
 #define CORE_FIELDS(X)                                                                                               \
     X(request_type) X(inst) X(methods) X(fields) X(extract) X(redact) X(start_span) X(attach) X(detach) X(enter)      \
-        X(active) X(started) X(finished) X(perf_counter) X(time_ns) X(trace_header) X(send_last) X(span_key)         \
+        X(active) X(metrics) X(perf_counter) X(time_ns) X(trace_header) X(send_last) X(span_key)         \
             X(span_type) X(make_root)
 
 static int core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"request_type", "inst", "methods", "fields", "extract", "redact", "start_span",
-                            "attach", "detach", "enter", "active", "started", "finished", "perf_counter",
+                            "attach", "detach", "enter", "active", "metrics", "perf_counter",
                             "time_ns", "trace_header", "send_last", "span_key", "span_type", "make_root", "background_min", NULL};
-    PyObject *v[20];
+    PyObject *v[19];
     double background_min;
     if (PyTuple_GET_SIZE(args) != 0) {
         PyErr_SetString(PyExc_TypeError, "Core() takes keyword arguments only");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!O!OOOOOOO!OOOOOOOOOd", names, &v[0], &v[1], &PyDict_Type, &v[2],
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!O!OOOOOOO!OOOOOOOOd", names, &v[0], &v[1], &PyDict_Type, &v[2],
                                      &PyFrozenSet_Type, &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &PyDict_Type,
                                      &v[10], &v[11], &v[12], &v[13], &v[14], &v[15], &v[16], &v[17], &v[18],
-                                     &v[19], &background_min))
+                                     &background_min))
         return -1;
     if (!PyType_Check(v[0]) || !PyType_IsSubtype((PyTypeObject *)v[0], &RequestBaseType)) {
         PyErr_SetString(PyExc_TypeError, "request_type must be a subclass of RequestBase");
         return -1;
     }
-    if (!PyType_Check(v[18])) {
+    if (!PyType_Check(v[17])) {
         PyErr_SetString(PyExc_TypeError, "span_type must be a type");
         return -1;
     }
-    if (v[15] != Py_None && !PyBytes_Check(v[15])) {
+    if (v[14] != Py_None && !PyBytes_Check(v[14])) {
         PyErr_SetString(PyExc_TypeError, "trace_header must be bytes or None");
         return -1;
     }
@@ -1010,6 +1252,15 @@ PyMODINIT_FUNC PyInit__core(void) {
     BYTES(s_user_agent_name, "user-agent")
     BYTES(s_content_length_name, "content-length")
     BYTES(s_empty_bytes, "")
+    INTERN(s__active, "_active")
+    INTERN(s__series, "_series")
+    INTERN(s__new_series, "_new_series")
+    INTERN(s_duration, "duration")
+    INTERN(s_response_size, "response_size")
+    INTERN(s_request_size, "request_size")
+    INTERN(s_record, "record")
+    INTERN(s_record_sampled, "record_sampled")
+    if ((one = PyLong_FromLong(1)) == NULL || (minus_one = PyLong_FromLong(-1)) == NULL) return NULL;
     INTERN(s_is_enabled, "is_enabled")
     INTERN(s__tracer_config, "_tracer_config")
     INTERN(s_getrandbits, "getrandbits")
@@ -1026,12 +1277,15 @@ PyMODINIT_FUNC PyInit__core(void) {
     if ((kw_parent_context = PyTuple_Pack(1, s_parent_context)) == NULL) return NULL;
     if ((empty_tuple = PyTuple_New(0)) == NULL) return NULL;
     if ((n128 = PyLong_FromLong(128)) == NULL || (n64 = PyLong_FromLong(64)) == NULL) return NULL;
-    if (PyType_Ready(&RequestBaseType) < 0 || PyType_Ready(&CoreType) < 0 || PyType_Ready(&MakerType) < 0) return NULL;
+    if (PyType_Ready(&RequestBaseType) < 0 || PyType_Ready(&CoreType) < 0 || PyType_Ready(&MakerType) < 0 ||
+        PyType_Ready(&HistType) < 0)
+        return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL) return NULL;
     if (PyModule_AddObjectRef(module, "RequestBase", (PyObject *)&RequestBaseType) < 0 ||
         PyModule_AddObjectRef(module, "Core", (PyObject *)&CoreType) < 0 ||
-        PyModule_AddObjectRef(module, "RootMaker", (PyObject *)&MakerType) < 0) {
+        PyModule_AddObjectRef(module, "RootMaker", (PyObject *)&MakerType) < 0 ||
+        PyModule_AddObjectRef(module, "HistogramBase", (PyObject *)&HistType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

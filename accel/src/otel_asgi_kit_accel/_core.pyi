@@ -36,8 +36,7 @@ class Core:
         detach: Callable[[Any], None],
         enter: Callable[[Any], Any],
         active: dict[Any, Any],
-        started: Callable[[str, str], None] | None,
-        finished: Callable[..., None] | None,
+        metrics: Any,
         perf_counter: Callable[[], float],
         time_ns: Callable[[], int],
         trace_header: bytes | None,
@@ -48,6 +47,17 @@ class Core:
         background_min: float,
     ) -> None: ...
     def start(self, scope: Any, send: Any) -> RequestBase: ...
+
+class HistogramBase:
+    bounds: Any
+    buckets: list[int]
+    sum: float
+    min: float
+    max: float
+    exemplars: list[Any] | None
+    def __init__(self, bounds: Any) -> None: ...
+    def record(self, value: float) -> None: ...
+    def record_sampled(self, value: float, span_context: Any, end_ns: int) -> None: ...
 
 class RootMaker:
     def __init__(

@@ -293,15 +293,16 @@ def test_arbitrary_scopes_give_the_same_span_and_answer(
 
 
 def test_a_failing_piece_leaves_no_context_and_the_app_answers(capsys: pytest.CaptureFixture[str]) -> None:
-    """A span start that raises: the app still answers, uninstrumented, and no context of ours stays attached."""
+    """A piece that raises after the span's context was attached: the app still answers, uninstrumented,
+    and no context of ours stays attached."""
     _, compiled = _pair()
     inst = compiled.instrumentation
     failsafe._seen.clear()
 
-    def broken_enter(span: Any) -> Any:
-        raise RuntimeError("enter broke")
+    def broken_task() -> Any:
+        raise ValueError("current_task broke")
 
-    broken = fast.core_for(inst, switched_on=True, enter=broken_enter)
+    broken = fast.core_for(inst, switched_on=True, current_task=broken_task)
     assert broken is not None
 
     async def one() -> tuple[Any, list[dict[str, Any]]]:
@@ -312,7 +313,7 @@ def test_a_failing_piece_leaves_no_context_and_the_app_answers(capsys: pytest.Ca
     assert sent[0]["status"] == 200 and not any(k == b"traceresponse" for k, _ in sent[0]["headers"])
     assert not current_span.get_span_context().is_valid
     assert inst.asgi_core is broken and not active._spans
-    assert "enter broke" in capsys.readouterr().err
+    assert "current_task broke" in capsys.readouterr().err
 
 
 def test_the_switch_and_doctor_say_which_path_runs() -> None:

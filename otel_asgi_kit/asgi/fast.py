@@ -13,6 +13,7 @@ reports which path runs (``sdk.accel.status``).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -47,11 +48,11 @@ async def _send_last(request: Any, message: Message) -> None:
     request.response_complete()
 
 
-def core_for(inst: Instrumentation, *, switched_on: bool | None = None, enter: Any = None) -> Any:
+def core_for(inst: Instrumentation, *, switched_on: bool | None = None, current_task: Any = None) -> Any:
     """The compiled ``Core`` for ``inst``, or ``None`` (the Python path); decided once, kept on ``inst``.
 
     ``switched_on``: whether the compiled path is wanted (default: the compiled writers run, see
-    ``sdk.accel``); ``enter``: another active-table entry function (tests of failure containment)."""
+    ``sdk.accel``); ``current_task``: another ``asyncio.current_task`` (tests of failure containment)."""
     if switched_on is None:
         switched_on = accel.compiled()
     core = None
@@ -75,7 +76,7 @@ def core_for(inst: Instrumentation, *, switched_on: bool | None = None, enter: A
                 start_span=inst.server_spans.start,
                 attach=current.attach_span,
                 detach=current.detach,
-                enter=enter or active.enter,
+                current_task=current_task or asyncio.current_task,
                 active=active._spans,
                 metrics=http,
                 perf_counter=time.perf_counter,

@@ -50,7 +50,7 @@ typedef struct {
     PyObject *start_span;     /* start_span(name, parent, attributes) -> span */
     PyObject *attach;         /* attach(span, parent) -> token */
     PyObject *detach;         /* detach(token) */
-    PyObject *enter;          /* enter(span) -> task key */
+    PyObject *current_task;   /* asyncio.current_task: the active-table key (None outside a loop) */
     PyObject *active;         /* dict: task -> span (leave = pop) */
     PyObject *metrics;        /* the HttpServerMetrics (recorded here as its methods do), or None */
     PyObject *perf_counter;   /* time.perf_counter */
@@ -557,9 +557,15 @@ static PyObject *core_start(CoreObject *self, PyObject *const *args, Py_ssize_t 
     if (token == NULL) goto fail;
     Py_SETREF(request->token, token);
     attached = 1;
-    PyObject *task = PyObject_CallOneArg(self->enter, span);
-    if (task == NULL) goto fail;
+    /* core.active.enter: the running task (none without a running loop) -> this span */
+    PyObject *task = PyObject_CallNoArgs(self->current_task);
+    if (task == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_RuntimeError)) goto fail;
+        PyErr_Clear();
+        task = Py_NewRef(Py_None);
+    }
     Py_SETREF(request->task, task);
+    if (task != Py_None && PyDict_SetItem(self->active, task, span)) goto fail;
     if (self->metrics != Py_None) {
         PyObject *active_key = PyTuple_Pack(2, method, scheme);
         if (active_key == NULL) goto fail;
@@ -1116,13 +1122,13 @@ static PyTypeObject MakerType = {
 /* ------------------------------------------------------------------------------------------------ */
 
 #define CORE_FIELDS(X)                                                                                               \
-    X(request_type) X(inst) X(methods) X(fields) X(extract) X(redact) X(start_span) X(attach) X(detach) X(enter)      \
+    X(request_type) X(inst) X(methods) X(fields) X(extract) X(redact) X(start_span) X(attach) X(detach) X(current_task)      \
         X(active) X(metrics) X(perf_counter) X(time_ns) X(trace_header) X(send_last) X(span_key)         \
             X(span_type) X(make_root)
 
 static int core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"request_type", "inst", "methods", "fields", "extract", "redact", "start_span",
-                            "attach", "detach", "enter", "active", "metrics", "perf_counter",
+                            "attach", "detach", "current_task", "active", "metrics", "perf_counter",
                             "time_ns", "trace_header", "send_last", "span_key", "span_type", "make_root", "background_min", NULL};
     PyObject *v[19];
     double background_min;

@@ -34,7 +34,7 @@ class Core:
         start_span: Callable[[str, Any, dict[str, Any]], Any],
         attach: Callable[[Any, Any], Any],
         detach: Callable[[Any], None],
-        enter: Callable[[Any], Any],
+        current_task: Callable[[], Any],
         active: dict[Any, Any],
         metrics: Any,
         perf_counter: Callable[[], float],

@@ -244,6 +244,8 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
         http_metrics,
         websocket_metrics,
     )
+    if accel.compiled():  # root spans made in C for the adapters that start spans from Python (aiohttp)
+        instrumentation.server_spans.use_root_maker()
     install_log_handlers(settings, logger_provider)
     if settings.runtime_metrics:
         register_runtime_metrics(meter_provider.get_meter(SCOPE_NAME, SCOPE_VERSION))

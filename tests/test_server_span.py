@@ -306,3 +306,28 @@ def test_no_root_maker_off_the_short_path() -> None:
         TracerProvider(span_limits=SpanLimits(max_span_attribute_length=10)),
     ):
         assert ServerSpanStarter(provider.get_tracer("otel_asgi_kit", "1")).root_maker() is None
+
+
+def test_start_makes_roots_with_the_root_maker_once_asked() -> None:
+    """``use_root_maker()``: ``start`` hands spans without parent to the compiled maker, children stay Python."""
+    pytest.importorskip("otel_asgi_kit_accel._core", reason="otel-asgi-kit-accel is not installed")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    starter = ServerSpanStarter(provider.get_tracer("otel_asgi_kit", "1"))
+    made: list[str] = []
+    assert starter.use_root_maker()
+    maker = starter._root
+
+    def counting(name: str, attributes: dict[str, Any]) -> Any:
+        made.append(name)
+        return maker(name, attributes)
+
+    starter._root = counting
+    root = starter.start("GET", None, _attrs())
+    child = starter.start("POST", _parent(sampled=True), _attrs())
+    assert made == ["GET"] and type(root) is type(child) is ServerSpan
+    assert child.get_span_context().trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    for span in (root, child):
+        span.end()
+    assert sorted(s.name for s in exporter.get_finished_spans()) == ["GET", "POST"]

@@ -145,6 +145,7 @@ class ServerSpanStarter:
 
     def __init__(self, tracer: trace_api.Tracer) -> None:
         self._tracer: Any = tracer
+        self._root: Any = None  # see use_root_maker
         self.fast = False
         if isinstance(tracer, sdk_trace.Tracer) and callable(getattr(tracer, "_is_enabled", None)):
             try:
@@ -214,14 +215,26 @@ class ServerSpanStarter:
             allocate_lock=threading.Lock,
             time_ns=time_ns,
             on_start=self._processor.on_start,
-            fallback=self.start,
+            fallback=self._start,
         )
+
+    def use_root_maker(self) -> bool:
+        """Let ``start`` make spans without parent with ``root_maker()`` (the adapters that call ``start``
+        themselves: aiohttp, and ASGI on its Python path); True if it applies."""
+        self._root = self.root_maker()
+        return self._root is not None
 
     def start(self, name: str, parent: context_api.Context | None, attributes: dict[str, Any]) -> trace_api.Span:
         """A started SERVER span named ``name``, child of the span in ``parent`` (if any).
 
         ``attributes`` is taken over (not copied): the caller must not use it afterwards.
         """
+        root = self._root
+        if root is not None and parent is None:
+            return root(name, attributes)  # type: ignore[no-any-return]
+        return self._start(name, parent, attributes)
+
+    def _start(self, name: str, parent: context_api.Context | None, attributes: dict[str, Any]) -> trace_api.Span:
         if not self.fast or not self._tracer._is_enabled():
             started: trace_api.Span = self._tracer.start_span(
                 name, context=parent, kind=SpanKind.SERVER, attributes=attributes

@@ -177,6 +177,8 @@ def _without_ids(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _spans(telemetry: Telemetry) -> list[tuple[Any, ...]]:
     found = []
     for span in telemetry.spans.get_finished_spans():
+        if span.name.endswith(" background") and not span.name.startswith("GET /background"):
+            continue  # a host stall of 50 ms after a response (a loaded CI machine) makes one on either path
         events = [(e.name, {k: v for k, v in e.attributes.items() if k != "exception.stacktrace"}) for e in span.events]
         found.append(
             (
@@ -234,7 +236,7 @@ def test_both_paths_record_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     # the table reaches every ending: common, 5xx, 401, raised, background, unmatched, propagated
     assert "GET /background background" in names and "GET /raise" in names and "GET" in names
     # one background span more, one request less: /items/7's parent was not sampled, so it is not exported
-    assert len(python.spans.get_finished_spans()) == len(REQUESTS)
+    assert len(_spans(python)) == len(REQUESTS)
 
 
 def test_the_query_is_redacted_on_both_paths() -> None:

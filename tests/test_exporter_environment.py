@@ -100,11 +100,11 @@ def test_one_connection_is_kept_and_a_closed_one_is_reopened() -> None:
     the next export opens a new one (the stock client's one immediate retry) and arrives."""
     import time
 
-    with OtlpReceiver(keep_alive=0.3) as receiver:
+    with OtlpReceiver(keep_alive=1.5) as receiver:
         exporter, results = _spans_to(receiver.endpoint, ["a", "b"])
         assert exporter.http_client_transport and results == [True, True]
         assert receiver.connections == 1
-        time.sleep(0.8)  # the collector closes the idle connection
+        time.sleep(3.0)  # the collector closes the idle connection
         assert exporter.export(_ended("c")).name == "SUCCESS"  # type: ignore[arg-type]
         assert receiver.connections == 2
         assert [s.name for s in receiver.spans()] == ["a", "b", "c"]

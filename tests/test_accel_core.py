@@ -413,3 +413,34 @@ def test_compiled_metrics_use_the_compiled_histogram() -> None:
     assert compiled.instrumentation.http is not None
     assert compiled.instrumentation.http._histogram is CompiledHistogram
     assert HttpServerMetrics((1.0,), compiled=False)._histogram is Histogram
+
+
+def test_a_scope_that_is_not_a_dict_takes_the_python_path() -> None:
+    """ASGI scopes are dicts; the compiled path reads only those, any other mapping is served in Python."""
+    from collections.abc import MutableMapping
+
+    class Scope(MutableMapping[str, Any]):
+        def __init__(self, data: dict[str, Any]) -> None:
+            self._data = data
+
+        def __getitem__(self, key: str) -> Any:
+            return self._data[key]
+
+        def __iter__(self) -> Any:
+            return iter(self._data)
+
+        def __len__(self) -> int:
+            return len(self._data)
+
+        def __setitem__(self, key: str, value: Any) -> None:
+            self._data[key] = value
+
+        def __delitem__(self, key: str) -> None:
+            del self._data[key]
+
+    _, compiled = _pair()
+    assert compiled.instrumentation.asgi_core.start(Scope(_scope({"path": "/x"})), None) is None
+    sent, send_type = asyncio.run(_serve(_plain, Scope(_scope({"path": "/x"})), b"", compiled.instrumentation))  # type: ignore[arg-type]
+    assert send_type == "_Responder" and sent[0]["status"] == 200
+    (span,) = compiled.spans.get_finished_spans()
+    assert span.attributes["url.path"] == "/x"

@@ -58,28 +58,29 @@ class KitMiddleware:
         if core is NOT_DECIDED:
             core = fast.core_for(inst)
         if core is not None:
-            # The compiled path: the request object is the app's send as well.
+            # The compiled path (a dict scope): the request object is the app's send as well.
             try:
                 fast_request = core.start(scope, send)
             except Exception as exc:  # telemetry must never break the app
                 report_once("starting a request span", exc)
                 await self.app(scope, receive, send)
                 return
-            try:
-                await self.app(scope, receive, fast_request)
-            except Exception as exc:
-                if not fast_request.status:
-                    await _send_error_response(inst, fast_request, fast_request.server_send)
-                _finish(inst, fast_request, scope, fast_request, exc, escaped=True)
-                raise
-            except BaseException as exc:  # cancellation: no response of ours
-                _finish(inst, fast_request, scope, fast_request, exc, escaped=True)
-                raise
-            error = scope.get(ERROR_KEY)
-            if error is None and _finish_common(inst, fast_request, scope):
+            if fast_request is not None:  # inline, not a coroutine of its own: one frame fewer per request
+                try:
+                    await self.app(scope, receive, fast_request)
+                except Exception as exc:
+                    if not fast_request.status:
+                        await _send_error_response(inst, fast_request, fast_request.server_send)
+                    _finish(inst, fast_request, scope, fast_request, exc, escaped=True)
+                    raise
+                except BaseException as exc:  # cancellation: no response of ours
+                    _finish(inst, fast_request, scope, fast_request, exc, escaped=True)
+                    raise
+                error = scope.get(ERROR_KEY)
+                if error is None and _finish_common(inst, fast_request, scope):
+                    return
+                _finish(inst, fast_request, scope, fast_request, error, escaped=False)
                 return
-            _finish(inst, fast_request, scope, fast_request, error, escaped=False)
-            return
         try:
             request = _start(inst, scope)
         except Exception as exc:  # telemetry must never break the app

@@ -79,16 +79,8 @@ static PyTypeObject RequestBaseType;
 /* ------------------------------------------------------------------------------------------------ */
 
 static PyObject *scope_get(PyObject *scope, PyObject *key) {
-    /* scope.get(key): a borrowed reference or NULL (absent); scope is a dict in every server we know,
-     * anything else goes through the mapping protocol. */
-    if (PyDict_CheckExact(scope)) return PyDict_GetItemWithError(scope, key);
-    PyObject *value = PyObject_GetItem(scope, key);
-    if (value == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_KeyError)) PyErr_Clear();
-        return NULL;
-    }
-    Py_DECREF(value); /* the scope keeps it alive for the duration of the call */
-    return value;
+    /* scope.get(key) of a dict scope (Core.start takes no other): a borrowed reference, or NULL */
+    return PyDict_GetItemWithError(scope, key);
 }
 
 static PyObject *now(PyObject *clock) { return PyObject_CallNoArgs(clock); }
@@ -393,6 +385,7 @@ static PyObject *core_start(CoreObject *self, PyObject *const *args, Py_ssize_t 
         return NULL;
     }
     PyObject *scope = args[0], *send = args[1];
+    if (!PyDict_Check(scope)) Py_RETURN_NONE; /* ASGI scopes are dicts; anything else: the Python path */
     PyObject *attributes = NULL, *parent = NULL, *user_agent = NULL, *request_bytes = NULL, *iter = NULL, *pair = NULL;
     RequestObject *request = NULL;
     int attached = 0;

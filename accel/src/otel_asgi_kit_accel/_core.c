@@ -560,7 +560,7 @@ static PyObject *core_start(CoreObject *self, PyObject *const *args, Py_ssize_t 
     Py_SETREF(request->task, task);
     if (task != Py_None && PyDict_SetItem(self->active, task, span)) goto fail;
     if (self->metrics != Py_None) {
-        PyObject *active_key = PyTuple_Pack(2, method, scheme);
+        PyObject *active_key = PyTuple_Pack(2, request->method, request->scheme); /* owned: no borrowed scope value after Python code ran */
         if (active_key == NULL) goto fail;
         int err = count_active(self->metrics, active_key, one);
         Py_DECREF(active_key);

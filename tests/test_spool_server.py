@@ -66,8 +66,9 @@ def receivers() -> Iterator[Receivers]:
 def _get(base_url: str, n: int, *, recycling: bool = False) -> set[str]:
     """``n`` answered requests; their trace ids.
 
-    ``recycling``: a worker that reached gunicorn's ``max_requests`` may close a connection it
-    accepted without answering; that request is sent again, as a load balancer would.
+    ``recycling``: a worker that reached gunicorn's ``max_requests`` may close (or reset, when the next
+    request was already on the wire) a connection it accepted without answering; that request is sent
+    again, as a load balancer would.
     """
     with httpx.Client(timeout=10) as client:
         responses = [_answered(client, f"{base_url}/items/{i}", 3 if recycling else 1) for i in range(n)]
@@ -79,7 +80,7 @@ def _answered(client: httpx.Client, url: str, tries: int) -> httpx.Response:
     for _ in range(tries - 1):
         try:
             return client.get(url)
-        except httpx.RemoteProtocolError:
+        except (httpx.RemoteProtocolError, httpx.ReadError):  # closed, or reset ("connection reset by peer")
             time.sleep(0.1)
     return client.get(url)
 

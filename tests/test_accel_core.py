@@ -260,7 +260,7 @@ async def _plain(scope: Any, receive: Any, send: Any) -> None:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
 @given(
     method=methods,
@@ -366,7 +366,7 @@ def test_the_send_returns_the_servers_awaitable() -> None:
     assert span.attributes["http.response.status_code"] == 200
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     values=st.lists(
         st.one_of(

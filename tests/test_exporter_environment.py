@@ -82,10 +82,12 @@ def test_exports_still_arrive(receiver: OtlpReceiver) -> None:
     logs.shutdown()
 
 
-def _spans_to(endpoint: str, names: list[str], **kwargs: object) -> tuple[DirectSpanExporter, list[bool]]:
+def _spans_to(
+    endpoint: str, names: list[str], timeout: float = 5, **kwargs: object
+) -> tuple[DirectSpanExporter, list[bool]]:
     from opentelemetry.sdk.trace import TracerProvider
 
-    exporter = DirectSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=5, **kwargs)  # type: ignore[arg-type]
+    exporter = DirectSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=timeout, **kwargs)  # type: ignore[arg-type]
     results = []
     tracer = TracerProvider().get_tracer("t")
     for name in names:
@@ -157,7 +159,7 @@ def test_https_verifies_against_the_configured_certificate(certificate: tuple[st
         trusted, results = _spans_to(receiver.endpoint, ["over tls"], certificate_file=certificate[0])
         assert trusted.http_client_transport and results == [True]
         assert [s.name for s in receiver.spans()] == ["over tls"]
-        untrusted, refused = _spans_to(receiver.endpoint, ["refused"])
+        untrusted, refused = _spans_to(receiver.endpoint, ["refused"], timeout=1)  # retried until then
         assert untrusted.http_client_transport and refused == [False]
         assert [s.name for s in receiver.spans()] == ["over tls"]
         trusted.shutdown()

@@ -32,6 +32,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_CORE = 0  # the server and all its threads (export threads included)
 CLIENT_CORE = 1  # wrk and the OTLP sink
 TAIL_RATIO = 0.1  # the kit-tail variant keeps this share of the requests that neither failed nor were slow
+# Tail sampling: errors, 5xx and requests over 1 s always, TAIL_RATIO of the rest (by trace id).
+TAIL_ENV = {"OTEL_ASGI_KIT_TAIL_SAMPLING_RATIO": str(TAIL_RATIO), "OTEL_ASGI_KIT_TAIL_SAMPLING_SLOW_MS": "1000"}
 
 STOCK_VENV = Path.home() / ".cache" / "otel-asgi-kit" / "bench" / "stock-venv"
 # 0.66b1 is the newest contrib release that has opentelemetry-instrumentation-starlette;
@@ -302,8 +304,7 @@ class Variant:
                 OTEL_EXPORTER_PROMETHEUS_PORT=str(admin_port or free_port()),
             )
         if self.name == "kit-tail":
-            # Tail sampling: errors, 5xx and requests over 1 s always, 10 % of the rest (by trace id).
-            env.update(OTEL_ASGI_KIT_TAIL_SAMPLING_RATIO=str(TAIL_RATIO), OTEL_ASGI_KIT_TAIL_SAMPLING_SLOW_MS="1000")
+            env.update(TAIL_ENV)
         if self.launcher and otlp_endpoint is not None:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_endpoint
         return env

@@ -29,7 +29,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from harness import BENCH, SERVER_CORE, Sink, base_env, default_kit_python, free_port, pinned
+from harness import BENCH, SERVER_CORE, TAIL_ENV, Sink, base_env, default_kit_python, free_port, pinned
 
 _MARK = "inprocess:"
 
@@ -100,6 +100,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--kit-python", default=None)
     parser.add_argument("--base-src", default=None, help="a checkout of another revision (its otel_asgi_kit/)")
+    parser.add_argument(
+        "--tail", action="store_true", help="add kit-tail: the kit with run.py's tail-sampling settings"
+    )
     args = parser.parse_args()
     if args.child:
         child(args.path, args.requests)
@@ -111,6 +114,8 @@ def main() -> int:
     results: dict[str, list[float]] = {"bare": [], "kit": []}
     if args.base_src:
         results["kit-base"] = []
+    if args.tail:
+        results["kit-tail"] = []
     with Sink(python) as sink, tempfile.TemporaryDirectory(prefix="inprocess-") as cwd:
         kit_env = {
             **base_env(),
@@ -129,6 +134,8 @@ def main() -> int:
                 env = {**kit_env, "OTEL_EXPORTER_PROMETHEUS_PORT": str(free_port())} if name != "bare" else base_env()
                 if name == "kit-base":
                     env["PYTHONPATH"] = str(Path(args.base_src).resolve())
+                if name == "kit-tail":
+                    env.update(TAIL_ENV)
                 value, kit_file = _run(python, name != "bare", env, args.path, args.requests, cwd)
                 results[name].append(value)
                 files[name] = kit_file

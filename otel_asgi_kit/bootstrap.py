@@ -52,7 +52,7 @@ from otel_asgi_kit.providers import build_logger_provider, build_meter_provider,
 from otel_asgi_kit.redaction import QueryRedactor, install_access_log_redaction
 from otel_asgi_kit.resource import build_resource
 from otel_asgi_kit.runtime_metrics import register_runtime_metrics
-from otel_asgi_kit.sdk import accel
+from otel_asgi_kit.sdk import accel, span_end
 from otel_asgi_kit.settings import Settings, env_name, load_settings
 from otel_asgi_kit.shutdown import BoundedShutdown
 from otel_asgi_kit.spool import ProcessSpool
@@ -252,6 +252,8 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
     start_loop_health(settings, meter_provider)
     if settings.pages:
         install_pages(tracer_provider)
+    if accel.compiled():  # every span processor is in place now: the adapters' spans end in C where it applies
+        instrumentation.end_span = span_end.compiled_ender(instrumentation.server_spans)
     install_access_log_redaction(QueryRedactor(settings.redact_query_params))
     install_executor_context()
     if settings.auto_instrument:

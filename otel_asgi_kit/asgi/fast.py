@@ -6,7 +6,8 @@ through the compiled ``Core``: the compiled writers are switched on
 has its request path, and no request or response headers are captured.
 The compiled path does what ``middleware._start``, ``ServerRequest`` and
 ``_Responder`` do, calling the same Python pieces (span start, context,
-active table, metrics, redaction), and finishes the common request itself;
+active table, metrics, redaction), and finishes the common request itself,
+ending its span with ``sdk.span_end``'s compiled ender when that applies;
 every other request ends in ``RequestLogic`` on the same fields. ``doctor``
 reports which path runs (``sdk.accel.status``).
 """
@@ -24,7 +25,7 @@ from otel_asgi_kit.core.propagation import RAW_GETTER
 from otel_asgi_kit.core.request import _METHODS, BACKGROUND_MIN_S, RequestLogic
 from otel_asgi_kit.failsafe import report_once
 from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
-from otel_asgi_kit.sdk import accel, current
+from otel_asgi_kit.sdk import accel, current, span_end
 from otel_asgi_kit.sdk.server_span import ServerSpan
 from otel_asgi_kit.types import Message
 
@@ -64,6 +65,8 @@ def core_for(inst: Instrumentation, *, switched_on: bool | None = None, current_
         and not inst.response_headers.enabled
         and (http is None or type(http) is HttpServerMetrics)  # recorded in C as its methods do
     ):
+        if inst.end_span is None:
+            inst.end_span = span_end.compiled_ender(inst.server_spans)
         try:
             propagator = inst.propagator
             core = _core.Core(
@@ -86,6 +89,7 @@ def core_for(inst: Instrumentation, *, switched_on: bool | None = None, current_
                 span_key=SPAN_KEY,
                 span_type=ServerSpan,
                 make_root=inst.server_spans.root_maker(),
+                end_span=inst.end_span,
                 background_min=BACKGROUND_MIN_S,
             )
         except Exception as exc:  # a build that does not fit this kit: the Python path

@@ -60,6 +60,8 @@ class Instrumentation:
         self.propagation_names = frozenset(self.propagator.fields)
         # The ASGI adapter's compiled request path (``asgi.fast``), decided on the first request.
         self.asgi_core: Any = NOT_DECIDED
+        # ``end_span(span, end_ns)``: the compiled span end (``sdk.span_end``) when it applies, else None.
+        self.end_span: Any = None
 
     def is_excluded(self, path: str) -> bool:
         return self.excluded is not None and self.excluded.search(path) is not None

@@ -154,7 +154,11 @@ class RequestLogic:
             span.set_attributes(response_attributes)
         if status in _AUTH_FAILURES:
             self._security_event(route, status, client)
-        span.end(self.done_ns or None)
+        end_span = self.inst.end_span
+        if end_span is not None and self.done_ns:
+            end_span(span, self.done_ns)
+        else:
+            span.end(self.done_ns or None)
         if done_at and background and (after_response is not None or now - done_at >= BACKGROUND_MIN_S):
             self._background_span(name or method, after_response)
         active.leave(self.task)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
@@ -92,6 +92,31 @@ class TailSampler(SpanProcessor):
                 self._export(waiting)
             for processor in self._processors:
                 processor.on_end(span)
+
+    def compiled_step(
+        self, steps_of: Callable[[Sequence[Any]], tuple[Any, ...]], prefix: bytes
+    ) -> tuple[Any, ...] | None:
+        """This ``on_end`` as a step of ``sdk.span_end``'s compiled ender, or ``None`` (then it is called);
+        ``prefix``: the encoded items' group prefix of the spans it gets, ``steps_of``: other processors' steps.
+        The compiled step decides a local root that has no waiting children as ``_keep`` does and
+        records the decision under the same lock; every other span comes here."""
+        if type(self).on_end is not TailSampler.on_end or type(self)._keep is not TailSampler._keep:
+            return None
+        inner = steps_of(self._processors)
+        if any(step[0] == 2 for step in inner):
+            return None  # a sampler inside a sampler: this code
+        return (
+            2,
+            self.on_end,
+            self._lock,
+            self._waiting,
+            self._decided,
+            self._bound,
+            self._slow_ns,
+            self._max_decisions,
+            StatusCode.ERROR,
+            inner,
+        )
 
     def _child_ended(self, trace_id: int, span: ReadableSpan) -> None:
         evicted: list[ReadableSpan] = []

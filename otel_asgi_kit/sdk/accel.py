@@ -22,6 +22,7 @@ encode_span: Callable[[Any], bytes] = wire.encode_span
 encode_log_fields: Callable[..., bytes] = wire_logs.encode_log_fields
 _status = "pure Python (not switched on yet)"
 _compiled = False
+_compiled_span_writer: Callable[[Any], bytes | None] | None = None
 
 
 def status() -> str:
@@ -34,11 +35,17 @@ def compiled() -> bool:
     return _compiled
 
 
+def compiled_span_writer() -> Callable[[Any], bytes | None] | None:
+    """The compiled span writer itself (``None`` for what it does not write), when switched on, else ``None``."""
+    return _compiled_span_writer
+
+
 def use(enabled: bool) -> str:
     """Switch to the compiled writers (if ``enabled``, installed and agreeing with Python); returns ``status()``."""
-    global encode_span, encode_log_fields, _status, _compiled
+    global encode_span, encode_log_fields, _status, _compiled, _compiled_span_writer
     encode_span, encode_log_fields = wire.encode_span, wire_logs.encode_log_fields
     _compiled = False
+    _compiled_span_writer = None
     if not enabled:
         _status = "pure Python (OTEL_ASGI_KIT_ACCELERATOR=false)"
         return _status
@@ -68,6 +75,7 @@ def use(enabled: bool) -> str:
     encode_span = _either(_wire.encode_span, wire.encode_span)
     encode_log_fields = _either(_wire.encode_log_fields, wire_logs.encode_log_fields)
     _compiled = True
+    _compiled_span_writer = _wire.encode_span
     try:
         from otel_asgi_kit_accel import _core  # noqa: F401
     except ImportError:

@@ -28,6 +28,7 @@ they rely on the stock processor's private ``_batch_processor`` (listed in
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,7 +39,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from otel_asgi_kit.sdk import accel, wire_logs
+from otel_asgi_kit.sdk import accel, wire, wire_logs
 from otel_asgi_kit.sdk.wire import Grouped, bucket
 
 _MAX_GROUPS = 1 << 16
@@ -153,6 +154,58 @@ class EncodingSpanProcessor(BatchSpanProcessor):
         except Exception:  # the exporter's encoder gets the span and reports what fails
             item = span
         emit(item)
+
+    def compiled_step(
+        self, steps_of: Callable[[Sequence[Any]], tuple[Any, ...]], prefix: bytes
+    ) -> tuple[Any, ...] | None:
+        """This ``on_end`` as a step of ``sdk.span_end``'s compiled ender, or ``None`` (then it is called);
+        ``prefix``: the encoded items' group prefix of the spans it gets, ``steps_of``: other processors' steps."""
+        writer = accel.compiled_span_writer()
+        if type(self).on_end is not EncodingSpanProcessor.on_end or self._emit is None or writer is None:
+            return None
+        return (0, self.on_end, prefix, writer, wire.encode_span, self._emit, _queue_of(self))
+
+
+# The names the SDK's ``BatchProcessor.emit`` uses (1.45, the pinned release): the compiled ender queues an item as it
+# does only while ``emit`` is still that code (a release that counts or checks something more calls it).
+_EMIT_NAMES = frozenset(
+    {
+        "_at_fork_reinit",
+        "_bsp_reset_once",
+        "_exporting",
+        "_logger",
+        "_max_export_batch_size",
+        "_max_queue_size",
+        "_metrics",
+        "_pid",
+        "_queue",
+        "_shutdown",
+        "_worker_awaken",
+        "appendleft",
+        "do_once",
+        "drop_items",
+        "getpid",
+        "info",
+        "is_set",
+        "len",
+        "os",
+        "set",
+        "warning",
+    }
+)
+
+
+def _queue_of(processor: BatchSpanProcessor) -> Any:
+    """The batch processor whose ``emit`` the compiled ender may do itself (see ``_EMIT_NAMES``), or ``None``."""
+    batch = getattr(processor, "_batch_processor", None)
+    code = getattr(getattr(type(batch), "emit", None), "__code__", None)
+    if code is None or frozenset(code.co_names) != _EMIT_NAMES:
+        return None
+    fields = vars(batch)
+    kinds = {"_queue": deque, "_max_queue_size": int, "_max_export_batch_size": int, "_pid": int, "_shutdown": bool}
+    if not all(type(fields.get(name)) is kind for name, kind in kinds.items()) or "_worker_awaken" not in fields:
+        return None
+    return batch
 
 
 class EncodingLogRecordProcessor(BatchLogRecordProcessor):

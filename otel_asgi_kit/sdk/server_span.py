@@ -187,6 +187,14 @@ class ServerSpanStarter:
         self._new_context = _context_maker()
         return True
 
+    @property
+    def tracer(self) -> Any:
+        return self._tracer
+
+    def span_field(self, name: str) -> Any:
+        """A field every span of the short path starts with (from the prototype); ``None`` without it."""
+        return self._prototype.get(name) if self.fast else None
+
     def root_maker(self) -> Any:
         """The compiled ``start`` for a span without parent (``otel_asgi_kit_accel._core.RootMaker``), or
         ``None``: only with this starter's short path, the default sampler, the SDK's id generator and the

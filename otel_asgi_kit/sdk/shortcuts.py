@@ -39,6 +39,12 @@ RELIED_ON: dict[str, tuple[str, ...]] = {
         "opentelemetry.exporter.http.transport._base.BaseHTTPTransport / BaseHTTPResult",
         "the OTLP/HTTP client's _transport, _endpoint and its requests session's proxies, auth, verify, cert",
     ),
+    "server span end in C": (
+        "SynchronousMultiSpanProcessor instance field: _span_processors (a tuple, new when one is added)",
+        "opentelemetry.sdk.trace.SpanProcessor._on_ending",
+        "SDK Span fields _end_time, _start_time, _lock, _span_processor, _record_end_metrics, _resource, ...",
+        "BatchProcessor (the batch span processor's _batch_processor) fields _queue, _pid, _shutdown, ...",
+    ),
     "metric reader": ("opentelemetry.sdk.metrics.export.PeriodicExportingMetricReader._receive_metrics",),
     "prometheus merge": ("opentelemetry.exporter.prometheus.PrometheusMetricReader._receive_metrics",),
 }
@@ -107,6 +113,26 @@ def _logs_encoded_directly() -> bool:
         provider.shutdown()
 
 
+def _span_end() -> bool:
+    """Whether the compiled span end (``otel-asgi-kit-accel``) is built for the kit's own batch processor and
+    can queue its items itself."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    from otel_asgi_kit.sdk import span_end
+    from otel_asgi_kit.sdk.encoded import EncodingSpanProcessor, _queue_of
+    from otel_asgi_kit.sdk.server_span import ServerSpanStarter
+
+    provider = TracerProvider()
+    processor = EncodingSpanProcessor(ConsoleSpanExporter())
+    provider.add_span_processor(processor)
+    try:
+        built = span_end.compiled_ender(ServerSpanStarter(provider.get_tracer("doctor")))
+        return built is not None and _queue_of(processor) is not None
+    finally:
+        provider.shutdown()
+
+
 def _current_span() -> bool:
     from otel_asgi_kit.sdk import current
 
@@ -133,6 +159,7 @@ def status() -> dict[str, bool]:
         "log batching": _log_batching,
         "spans encoded at end": _spans_encoded_at_end,
         "log records encoded directly": _logs_encoded_directly,
+        "server span end in C": _span_end,
         "current span read directly": _current_span,
         "metric reader": _metric_reader,
         "prometheus merge": _prometheus_merge,

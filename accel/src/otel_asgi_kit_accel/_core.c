@@ -30,6 +30,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <string.h>
+#include <unistd.h>
 
 static PyObject *s_type, *s_headers, *s_query_string, *s_method, *s_scheme, *s_path, *s_http_version, *s_client,
     *s_http, *s_GET, *s_HTTP, *s_OTHER, *s_empty, *s_user_agent_name, *s_content_length_name, *s_k_method,
@@ -60,6 +61,7 @@ typedef struct {
     PyObject *span_key;       /* scope key the span is stored under */
     PyObject *span_type;      /* the kit's ServerSpan type: finish_common handles only these */
     PyObject *make_root;      /* RootMaker for a span without parent, or None (start_span for all) */
+    PyObject *end_span;       /* Ender (span, end_ns), or None: span.end(end_ns) */
     double background_min;    /* seconds after the response that make a background span */
 } CoreObject;
 
@@ -790,8 +792,10 @@ static PyObject *request_finish_common(RequestObject *self, PyObject *const *arg
     Py_CLEAR(result);
     done_ns = PyLong_FromLongLong(self->done_ns);
     if (done_ns == NULL) goto done;
-    PyObject *end_args[2] = {self->span, done_ns};
-    result = PyObject_VectorcallMethod(s_end, end_args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    PyObject *end_args[3] = {NULL, self->span, done_ns};
+    result = core->end_span != Py_None
+                 ? PyObject_Vectorcall(core->end_span, end_args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                 : PyObject_VectorcallMethod(s_end, end_args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (result == NULL) goto done;
     Py_CLEAR(result);
     if (self->task != Py_None && PyDict_Check(core->active)) {
@@ -1112,27 +1116,499 @@ static PyTypeObject MakerType = {
     .tp_doc = "maker(name, attributes) -> a started root SERVER span (see the module's text).",
 };
 
+
+#if PY_VERSION_HEX < 0x030C0000 /* 3.10, 3.11: the raised-exception API of 3.12 */
+static PyObject *PyErr_GetRaisedException(void) {
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    if (type == NULL) return NULL;
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL) PyException_SetTraceback(value, traceback);
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+}
+
+static void PyErr_SetRaisedException(PyObject *exc) {
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+}
+#endif
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Ender: SDK Span.end for the kit's ServerSpan, and the kit's own span processors' on_end, without their
+ * Python steps. otel_asgi_kit.sdk.span_end builds it only when the provider's processors are ones it knows
+ * (EncodingSpanProcessor on its direct path, TraceRecorder, TailSampler around them; any other processor
+ * is called as the SDK calls it) and none has an _on_ending of its own. Per span it checks that the span
+ * is the kit's type, still belongs to that provider with the same processor tuple (a processor added later
+ * makes a new tuple), has not ended, and has the resource and scope the encoded items' group prefix was
+ * made for; otherwise, and when the span's lock is held elsewhere, span.end() runs as before.
+ *
+ * Steps (tuples built and checked in Python, checked again here):
+ *   (0, on_end, prefix, encode, encode_python, emit, batch)   EncodingSpanProcessor.on_end; batch: the SDK's
+ *       BatchProcessor whose emit this does for the common case (queue not full, same process), or None
+ *   (1, on_end, spans, incoming, drain, drain_every, SpanKind.SERVER)   TraceRecorder.on_end
+ *   (2, on_end, lock, waiting, decided, bound, slow_ns, max_decisions, StatusCode.ERROR, inner_steps)
+ *                                                          TailSampler.on_end for a local root
+ *   (3, on_end)                                            any other processor */
+
+enum { STEP_ENCODE = 0, STEP_RECORD = 1, STEP_TAIL = 2, STEP_CALL = 3 };
+static const Py_ssize_t step_sizes[] = {7, 7, 10, 2};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *span_type, *multi, *processors, *resource, *scope, *steps;
+} EnderObject;
+
+static PyObject *s__span_processors, *s__span_processor, *s__end_time, *s__resource, *s__instrumentation_scope,
+    *s__immutable, *s__record_end_metrics, *s__status, *s__kind, *s_status_code, *s_acquire, *s_release, *s_append,
+    *s_popitem, *n500, *s__shutdown, *s__pid, *s__queue, *s__max_queue_size, *s__max_export_batch_size,
+    *s__worker_awaken, *s_appendleft, *s_is_set, *s_set;
+
+static int check_steps(PyObject *steps, int depth) {
+    if (!PyTuple_Check(steps)) goto bad;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(steps); i++) {
+        PyObject *step = PyTuple_GET_ITEM(steps, i);
+        if (!PyTuple_Check(step) || PyTuple_GET_SIZE(step) < 2 || !PyLong_CheckExact(PyTuple_GET_ITEM(step, 0)))
+            goto bad;
+        long code = PyLong_AsLong(PyTuple_GET_ITEM(step, 0));
+        if (code < 0 || code > STEP_CALL || PyTuple_GET_SIZE(step) != step_sizes[code]) goto bad;
+        if (code == STEP_ENCODE && !PyBytes_Check(PyTuple_GET_ITEM(step, 2))) goto bad;
+        if (code == STEP_RECORD && !PyLong_CheckExact(PyTuple_GET_ITEM(step, 5))) goto bad;
+        if (code == STEP_TAIL) {
+            if (depth > 0 || !PyDict_Check(PyTuple_GET_ITEM(step, 3)) || !PyDict_Check(PyTuple_GET_ITEM(step, 4)) ||
+                !PyLong_CheckExact(PyTuple_GET_ITEM(step, 5)) || !PyLong_CheckExact(PyTuple_GET_ITEM(step, 6)) ||
+                !PyLong_CheckExact(PyTuple_GET_ITEM(step, 7)) || check_steps(PyTuple_GET_ITEM(step, 9), 1) < 0)
+                goto bad;
+        }
+    }
+    return 0;
+bad:
+    PyErr_SetString(PyExc_TypeError, "Ender: malformed steps");
+    return -1;
+}
+
+static int call_one(PyObject *callable, PyObject *arg) {
+    PyObject *result = PyObject_CallOneArg(callable, arg);
+    if (result == NULL) return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+static int sampled_flags(PyObject *context) { /* the SpanContext tuple's trace_flags & 1; -1: not one */
+    if (!PyTuple_Check(context) || PyTuple_GET_SIZE(context) < 4) return -1;
+    long flags = PyLong_AsLong(PyTuple_GET_ITEM(context, 3));
+    if (flags == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    return (int)(flags & 1);
+}
+
+static int run_steps(PyObject *steps, PyObject *span, PyObject *fields, PyObject *end_ns);
+
+/* BatchProcessor.emit(item): queued here when running, in the process that made it, with room left (and the
+ * worker woken at a full batch, as emit does); otherwise emit itself runs (its warning, drop count, fork reset). */
+static int queue_item(PyObject *batch, PyObject *emit, PyObject *item) {
+    if (batch == Py_None) return call_one(emit, item);
+    PyObject *fields = PyObject_GenericGetDict(batch, NULL);
+    if (fields == NULL) return -1;
+    PyObject *shutdown = PyDict_GetItemWithError(fields, s__shutdown), *pid = PyDict_GetItemWithError(fields, s__pid);
+    PyObject *queue = PyDict_GetItemWithError(fields, s__queue);
+    PyObject *most = PyDict_GetItemWithError(fields, s__max_queue_size);
+    PyObject *batch_size = PyDict_GetItemWithError(fields, s__max_export_batch_size);
+    if (PyErr_Occurred()) {
+        Py_DECREF(fields);
+        return -1;
+    }
+    Py_ssize_t queued = -1, limit = -1, full_batch = -1;
+    if (shutdown == Py_False && pid != NULL && PyLong_CheckExact(pid) && PyLong_AsLong(pid) == (long)getpid() &&
+        queue != NULL && most != NULL && PyLong_CheckExact(most) && batch_size != NULL && PyLong_CheckExact(batch_size)) {
+        queued = PyObject_Length(queue);
+        limit = PyLong_AsSsize_t(most);
+        full_batch = PyLong_AsSsize_t(batch_size);
+    }
+    if (PyErr_Occurred() || queued < 0 || queued >= limit) {
+        PyErr_Clear();
+        Py_DECREF(fields);
+        return call_one(emit, item);
+    }
+    Py_INCREF(queue);
+    PyObject *result = PyObject_CallMethodOneArg(queue, s_appendleft, item);
+    int err = result == NULL ? -1 : 0;
+    Py_XDECREF(result);
+    if (!err) {
+        queued = PyObject_Length(queue);
+        if (queued < 0) err = -1;
+    }
+    Py_DECREF(queue);
+    if (!err && queued >= full_batch) {
+        PyObject *awaken = PyDict_GetItemWithError(fields, s__worker_awaken);
+        if (awaken == NULL) {
+            err = PyErr_Occurred() ? -1 : 0;
+        } else {
+            Py_INCREF(awaken);
+            PyObject *is_set = PyObject_CallMethodNoArgs(awaken, s_is_set);
+            int truth = is_set == NULL ? -1 : PyObject_IsTrue(is_set);
+            Py_XDECREF(is_set);
+            if (truth == 0) {
+                PyObject *woken = PyObject_CallMethodNoArgs(awaken, s_set);
+                truth = woken == NULL ? -1 : 1;
+                Py_XDECREF(woken);
+            }
+            if (truth < 0) err = -1;
+            Py_DECREF(awaken);
+        }
+    }
+    Py_DECREF(fields);
+    return err;
+}
+
+static int step_encode(PyObject *step, PyObject *span, PyObject *fields) {
+    PyObject *context = PyDict_GetItemWithError(fields, s__context);
+    if (context == NULL) return PyErr_Occurred() ? -1 : 0;
+    if (context == Py_None) return 0;
+    int sampled = sampled_flags(context);
+    if (sampled < 0) return call_one(PyTuple_GET_ITEM(step, 1), span);
+    if (!sampled) return 0;
+    PyObject *prefix = PyTuple_GET_ITEM(step, 2), *item = NULL;
+    PyObject *encoded = PyObject_CallOneArg(PyTuple_GET_ITEM(step, 3), span);
+    if (encoded != NULL && !(PyBytes_Check(encoded) && PyBytes_GET_SIZE(encoded) > 0)) {
+        Py_DECREF(encoded); /* the compiled writer's None: the Python writer encodes it */
+        encoded = PyObject_CallOneArg(PyTuple_GET_ITEM(step, 4), span);
+    }
+    if (encoded != NULL && PyBytes_Check(encoded)) {
+        Py_ssize_t n = PyBytes_GET_SIZE(prefix), m = PyBytes_GET_SIZE(encoded);
+        item = PyBytes_FromStringAndSize(NULL, n + m);
+        if (item != NULL) {
+            memcpy(PyBytes_AS_STRING(item), PyBytes_AS_STRING(prefix), n);
+            memcpy(PyBytes_AS_STRING(item) + n, PyBytes_AS_STRING(encoded), m);
+        }
+    }
+    Py_XDECREF(encoded);
+    if (item == NULL) { /* as EncodingSpanProcessor: the exporter's encoder gets the span and reports */
+        PyErr_Clear();
+        item = Py_NewRef(span);
+    }
+    int err = queue_item(PyTuple_GET_ITEM(step, 6), PyTuple_GET_ITEM(step, 5), item);
+    Py_DECREF(item);
+    return err;
+}
+
+static int step_record(PyObject *step, PyObject *span, PyObject *fields) {
+    PyObject *incoming = PyTuple_GET_ITEM(step, 3);
+    PyObject *result = PyObject_CallMethodOneArg(PyTuple_GET_ITEM(step, 2), s_append, span);
+    if (result == NULL) return -1;
+    Py_DECREF(result);
+    PyObject *kind = PyDict_GetItemWithError(fields, s__kind);
+    if (kind == NULL) return PyErr_Occurred() ? -1 : 0;
+    if (kind != PyTuple_GET_ITEM(step, 6)) return 0; /* `is SpanKind.SERVER` */
+    if ((result = PyObject_CallMethodOneArg(incoming, s_append, span)) == NULL) return -1;
+    Py_DECREF(result);
+    Py_ssize_t n = PyObject_Length(incoming);
+    if (n < 0) return -1;
+    if (n >= PyLong_AsSsize_t(PyTuple_GET_ITEM(step, 5))) {
+        if ((result = PyObject_CallNoArgs(PyTuple_GET_ITEM(step, 4))) == NULL) return -1;
+        Py_DECREF(result);
+    }
+    return 0;
+}
+
+/* TailSampler._keep for a local root without waiting children: 1 keep, 0 drop, -1 error. */
+static int tail_keep(PyObject *step, PyObject *fields, PyObject *trace_id, PyObject *end_ns) {
+    PyObject *status = PyDict_GetItemWithError(fields, s__status);
+    if (status == NULL) return PyErr_Occurred() ? -1 : 1;
+    PyObject *code = PyObject_GetAttr(status, s_status_code);
+    if (code == NULL) return -1;
+    Py_DECREF(code); /* compared by identity, as `is StatusCode.ERROR`; the enum member stays alive */
+    if (code == PyTuple_GET_ITEM(step, 8)) return 1;
+    PyObject *attributes = PyDict_GetItemWithError(fields, s__attributes);
+    if (attributes == NULL && PyErr_Occurred()) return -1;
+    if (attributes != NULL && attributes != Py_None) {
+        PyObject *plain = PyObject_GetAttr(attributes, s__dict);
+        if (plain == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+            PyErr_Clear();
+            plain = Py_NewRef(attributes);
+        }
+        PyObject *value = PyObject_CallMethodOneArg(plain, s_get, s_k_status);
+        Py_DECREF(plain);
+        if (value == NULL) return -1;
+        int failed = PyLong_Check(value) ? PyObject_RichCompareBool(value, n500, Py_GE) : 0;
+        Py_DECREF(value);
+        if (failed) return failed; /* 1, or -1 on error */
+    }
+    PyObject *start = PyDict_GetItemWithError(fields, s__start_time);
+    if (start == NULL && PyErr_Occurred()) return -1;
+    long long begun = (start == NULL || start == Py_None) ? 0 : PyLong_AsLongLong(start);
+    long long ended = PyLong_AsLongLong(end_ns);
+    long long slow = PyLong_AsLongLong(PyTuple_GET_ITEM(step, 6));
+    if (PyErr_Occurred()) return -1;
+    if (ended - begun >= slow) return 1;
+    PyObject *low = PyLong_FromUnsignedLongLong(PyLong_AsUnsignedLongLongMask(trace_id));
+    if (low == NULL) return -1;
+    int in_ratio = PyObject_RichCompareBool(low, PyTuple_GET_ITEM(step, 5), Py_LT);
+    Py_DECREF(low);
+    return in_ratio;
+}
+
+static int step_tail(PyObject *step, PyObject *span, PyObject *fields, PyObject *end_ns) {
+    PyObject *on_end = PyTuple_GET_ITEM(step, 1), *lock = PyTuple_GET_ITEM(step, 2);
+    PyObject *waiting = PyTuple_GET_ITEM(step, 3), *decided = PyTuple_GET_ITEM(step, 4);
+    PyObject *parent = PyDict_GetItemWithError(fields, s__parent);
+    PyObject *context = PyDict_GetItemWithError(fields, s__context);
+    if (PyErr_Occurred()) return -1;
+    if (context == NULL || !PyTuple_Check(context) || PyTuple_GET_SIZE(context) < 4) return call_one(on_end, span);
+    int remote_sampled = 0;
+    if (parent != NULL && parent != Py_None) {
+        if (!PyTuple_Check(parent) || PyTuple_GET_SIZE(parent) < 4 || PyTuple_GET_ITEM(parent, 2) != Py_True)
+            return call_one(on_end, span); /* a child (or not a SpanContext tuple): the sampler's own code */
+        remote_sampled = sampled_flags(parent);
+        if (remote_sampled < 0) return call_one(on_end, span);
+    }
+    PyObject *trace_id = PyTuple_GET_ITEM(context, 0);
+    if (!PyLong_CheckExact(trace_id)) return call_one(on_end, span);
+    PyObject *got = PyObject_CallMethodOneArg(lock, s_acquire, Py_False);
+    if (got == NULL) return -1;
+    int acquired = PyObject_IsTrue(got);
+    Py_DECREF(got);
+    if (acquired < 0) return -1;
+    if (!acquired) return call_one(on_end, span); /* another thread decides: wait for it in Python */
+    int keep = -1, python = 0;
+    int has_children = PyDict_GET_SIZE(waiting) > 0 ? PyDict_Contains(waiting, trace_id) : 0;
+    if (has_children < 0) goto unlock;
+    if (has_children) { /* children ended before their root: the sampler's own code */
+        python = 1;
+        keep = 0;
+        goto unlock;
+    }
+    keep = remote_sampled ? 1 : tail_keep(step, fields, trace_id, end_ns);
+    if (keep < 0) goto unlock;
+    if (PyObject_SetItem(decided, trace_id, keep ? Py_True : Py_False) < 0) {
+        keep = -1;
+        goto unlock;
+    }
+    if (PyDict_GET_SIZE(decided) > PyLong_AsSsize_t(PyTuple_GET_ITEM(step, 7))) {
+        PyObject *popped = PyObject_CallMethodOneArg(decided, s_popitem, Py_False); /* popitem(last=False) */
+        if (popped == NULL) {
+            keep = -1;
+            goto unlock;
+        }
+        Py_DECREF(popped);
+    }
+unlock:;
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *released = PyObject_CallMethodNoArgs(lock, s_release);
+    if (released == NULL) {
+        Py_XDECREF(exc);
+        return -1;
+    }
+    Py_DECREF(released);
+    if (exc != NULL) {
+        PyErr_SetRaisedException(exc);
+        return -1;
+    }
+    if (python) return call_one(on_end, span);
+    return keep > 0 ? run_steps(PyTuple_GET_ITEM(step, 9), span, fields, end_ns) : 0;
+}
+
+static int run_steps(PyObject *steps, PyObject *span, PyObject *fields, PyObject *end_ns) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(steps); i++) {
+        PyObject *step = PyTuple_GET_ITEM(steps, i);
+        int err;
+        switch (PyLong_AsLong(PyTuple_GET_ITEM(step, 0))) {
+        case STEP_ENCODE: err = step_encode(step, span, fields); break;
+        case STEP_RECORD: err = step_record(step, span, fields); break;
+        case STEP_TAIL: err = step_tail(step, span, fields, end_ns); break;
+        default: err = call_one(PyTuple_GET_ITEM(step, 1), span);
+        }
+        if (err < 0) return -1;
+    }
+    return 0;
+}
+
+static PyObject *end_in_python(PyObject *span, PyObject *end_ns) {
+    PyObject *args[2] = {span, end_ns};
+    return PyObject_VectorcallMethod(s_end, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* ender(span, end_ns) -> None */
+static PyObject *ender_call(EnderObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    if (PyVectorcall_NARGS(nargsf) != 2 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "ender(span, end_ns)");
+        return NULL;
+    }
+    PyObject *span = args[0], *end_ns = args[1];
+    if (Py_TYPE(span) != (PyTypeObject *)self->span_type || !PyLong_CheckExact(end_ns)) return end_in_python(span, end_ns);
+    PyObject *fields = PyObject_GenericGetDict(span, NULL);
+    if (fields == NULL) return NULL;
+    PyObject *processors = PyObject_GetAttr(self->multi, s__span_processors);
+    if (processors == NULL) {
+        Py_DECREF(fields);
+        return NULL;
+    }
+    Py_DECREF(processors); /* compared by identity only; self->processors keeps that tuple alive */
+    PyObject *lock = PyDict_GetItemWithError(fields, s__lock);
+    if (processors != self->processors || lock == NULL ||
+        PyDict_GetItemWithError(fields, s__span_processor) != self->multi ||
+        PyDict_GetItemWithError(fields, s__end_time) != Py_None ||
+        PyDict_GetItemWithError(fields, s__resource) != self->resource ||
+        PyDict_GetItemWithError(fields, s__instrumentation_scope) != self->scope) {
+        Py_DECREF(fields);
+        if (PyErr_Occurred()) return NULL;
+        return end_in_python(span, end_ns);
+    }
+    PyObject *start = PyDict_GetItemWithError(fields, s__start_time);
+    if (start == NULL || start == Py_None) {
+        Py_DECREF(fields);
+        return PyErr_Occurred() ? NULL : end_in_python(span, end_ns); /* the SDK's error */
+    }
+    Py_INCREF(lock);
+    PyObject *got = PyObject_CallMethodOneArg(lock, s_acquire, Py_False);
+    int acquired = got == NULL ? -1 : PyObject_IsTrue(got);
+    Py_XDECREF(got);
+    if (acquired <= 0) {
+        Py_DECREF(lock);
+        Py_DECREF(fields);
+        return acquired < 0 ? NULL : end_in_python(span, end_ns); /* held by a setter: the SDK waits for it */
+    }
+    int err = 0, ended = PyDict_GetItemWithError(fields, s__end_time) != Py_None;
+    if (!ended) {
+        PyObject *attributes = PyDict_GetItemWithError(fields, s__attributes);
+        err = PyDict_SetItem(fields, s__end_time, end_ns) < 0 ||
+              (attributes != NULL && PyObject_SetAttr(attributes, s__immutable, Py_True) < 0);
+    }
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *released = PyObject_CallMethodNoArgs(lock, s_release);
+    Py_DECREF(lock);
+    if (released == NULL || exc != NULL || err) {
+        Py_XDECREF(released);
+        if (exc != NULL) PyErr_SetRaisedException(exc);
+        Py_DECREF(fields);
+        return NULL;
+    }
+    Py_DECREF(released);
+    if (ended) { /* ended meanwhile by another thread: the SDK's warning */
+        Py_DECREF(fields);
+        return end_in_python(span, end_ns);
+    }
+    PyObject *record_end = PyDict_GetItemWithError(fields, s__record_end_metrics);
+    if (record_end != NULL && record_end != Py_None) {
+        int truth = PyObject_IsTrue(record_end);
+        PyObject *r = truth > 0 ? PyObject_CallNoArgs(record_end) : NULL;
+        if (truth < 0 || (truth > 0 && r == NULL)) {
+            Py_DECREF(fields);
+            return NULL;
+        }
+        Py_XDECREF(r);
+    }
+    err = PyErr_Occurred() ? -1 : run_steps(self->steps, span, fields, end_ns);
+    Py_DECREF(fields);
+    if (err < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+#define ENDER_FIELDS(X) X(span_type) X(multi) X(processors) X(resource) X(scope) X(steps)
+
+static PyObject *ender_vectorcall_entry(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    return ender_call((EnderObject *)callable, args, nargsf, kwnames);
+}
+
+static int ender_init(EnderObject *self, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"span_type", "multi", "processors", "resource", "scope", "steps", NULL};
+    PyObject *v[6];
+    if (PyTuple_GET_SIZE(args) != 0) {
+        PyErr_SetString(PyExc_TypeError, "Ender() takes keyword arguments only");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!OOO!", names, &v[0], &v[1], &PyTuple_Type, &v[2], &v[3],
+                                     &v[4], &PyTuple_Type, &v[5]))
+        return -1;
+    if (!PyType_Check(v[0])) {
+        PyErr_SetString(PyExc_TypeError, "span_type must be a type");
+        return -1;
+    }
+    if (check_steps(v[5], 0) < 0) return -1;
+    int i = 0;
+#define SET(f) Py_XSETREF(self->f, Py_NewRef(v[i])); i++;
+    ENDER_FIELDS(SET)
+#undef SET
+    return 0;
+}
+
+static int ender_traverse(EnderObject *self, visitproc visit, void *arg) {
+#define VISIT(f) Py_VISIT(self->f);
+    ENDER_FIELDS(VISIT)
+#undef VISIT
+    return 0;
+}
+
+static int ender_clear(EnderObject *self) {
+#define CLEAR(f) Py_CLEAR(self->f);
+    ENDER_FIELDS(CLEAR)
+#undef CLEAR
+    return 0;
+}
+
+static void ender_dealloc(EnderObject *self) {
+    PyObject_GC_UnTrack(self);
+    ender_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *ender_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    EnderObject *self = (EnderObject *)PyType_GenericNew(type, args, kwargs);
+    if (self != NULL) ((vectorcallfunc *)((char *)self + type->tp_vectorcall_offset))[0] = ender_vectorcall_entry;
+    return (PyObject *)self;
+}
+
+static PyObject *ender_tp_call(PyObject *self, PyObject *args, PyObject *kwargs) {
+    if (((EnderObject *)self)->steps == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Ender was not initialised");
+        return NULL;
+    }
+    return PyVectorcall_Call(self, args, kwargs);
+}
+
+typedef struct {
+    EnderObject base;
+    vectorcallfunc vectorcall;
+} EnderWithCall;
+
+static PyTypeObject EnderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otel_asgi_kit_accel._core.Ender",
+    .tp_basicsize = sizeof(EnderWithCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(EnderWithCall, vectorcall),
+    .tp_new = ender_new,
+    .tp_init = (initproc)ender_init,
+    .tp_call = ender_tp_call,
+    .tp_dealloc = (destructor)ender_dealloc,
+    .tp_traverse = (traverseproc)ender_traverse,
+    .tp_clear = (inquiry)ender_clear,
+    .tp_doc = "ender(span, end_ns): the kit's server span ended and handed to its processors (see the module's text).",
+};
+
 /* ------------------------------------------------------------------------------------------------ */
 
 #define CORE_FIELDS(X)                                                                                               \
     X(request_type) X(inst) X(methods) X(fields) X(extract) X(redact) X(start_span) X(attach) X(detach) X(current_task)      \
         X(active) X(metrics) X(perf_counter) X(time_ns) X(trace_header) X(send_last) X(span_key)         \
-            X(span_type) X(make_root)
+            X(span_type) X(make_root) X(end_span)
 
 static int core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"request_type", "inst", "methods", "fields", "extract", "redact", "start_span",
                             "attach", "detach", "current_task", "active", "metrics", "perf_counter",
-                            "time_ns", "trace_header", "send_last", "span_key", "span_type", "make_root", "background_min", NULL};
-    PyObject *v[19];
+                            "time_ns", "trace_header", "send_last", "span_key", "span_type", "make_root", "end_span", "background_min", NULL};
+    PyObject *v[20];
     double background_min;
     if (PyTuple_GET_SIZE(args) != 0) {
         PyErr_SetString(PyExc_TypeError, "Core() takes keyword arguments only");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!O!OOOOOOO!OOOOOOOOd", names, &v[0], &v[1], &PyDict_Type, &v[2],
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!O!OOOOOOO!OOOOOOOOOd", names, &v[0], &v[1], &PyDict_Type, &v[2],
                                      &PyFrozenSet_Type, &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &PyDict_Type,
                                      &v[10], &v[11], &v[12], &v[13], &v[14], &v[15], &v[16], &v[17], &v[18],
-                                     &background_min))
+                                     &v[19], &background_min))
         return -1;
     if (!PyType_Check(v[0]) || !PyType_IsSubtype((PyTypeObject *)v[0], &RequestBaseType)) {
         PyErr_SetString(PyExc_TypeError, "request_type must be a subclass of RequestBase");
@@ -1274,17 +1750,42 @@ PyMODINIT_FUNC PyInit__core(void) {
     INTERN(s__dict, "_dict")
     INTERN(s_parent_context, "parent_context")
     if ((kw_parent_context = PyTuple_Pack(1, s_parent_context)) == NULL) return NULL;
+    INTERN(s__span_processors, "_span_processors")
+    INTERN(s__span_processor, "_span_processor")
+    INTERN(s__end_time, "_end_time")
+    INTERN(s__resource, "_resource")
+    INTERN(s__instrumentation_scope, "_instrumentation_scope")
+    INTERN(s__immutable, "_immutable")
+    INTERN(s__record_end_metrics, "_record_end_metrics")
+    INTERN(s__status, "_status")
+    INTERN(s__kind, "_kind")
+    INTERN(s_status_code, "status_code")
+    INTERN(s_acquire, "acquire")
+    INTERN(s_release, "release")
+    INTERN(s_append, "append")
+    INTERN(s_popitem, "popitem")
+    INTERN(s__shutdown, "_shutdown")
+    INTERN(s__pid, "_pid")
+    INTERN(s__queue, "_queue")
+    INTERN(s__max_queue_size, "_max_queue_size")
+    INTERN(s__max_export_batch_size, "_max_export_batch_size")
+    INTERN(s__worker_awaken, "_worker_awaken")
+    INTERN(s_appendleft, "appendleft")
+    INTERN(s_is_set, "is_set")
+    INTERN(s_set, "set")
+    if ((n500 = PyLong_FromLong(500)) == NULL) return NULL;
     if ((empty_tuple = PyTuple_New(0)) == NULL) return NULL;
     if ((n128 = PyLong_FromLong(128)) == NULL || (n64 = PyLong_FromLong(64)) == NULL) return NULL;
     if (PyType_Ready(&RequestBaseType) < 0 || PyType_Ready(&CoreType) < 0 || PyType_Ready(&MakerType) < 0 ||
-        PyType_Ready(&HistType) < 0)
+        PyType_Ready(&HistType) < 0 || PyType_Ready(&EnderType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL) return NULL;
     if (PyModule_AddObjectRef(module, "RequestBase", (PyObject *)&RequestBaseType) < 0 ||
         PyModule_AddObjectRef(module, "Core", (PyObject *)&CoreType) < 0 ||
         PyModule_AddObjectRef(module, "RootMaker", (PyObject *)&MakerType) < 0 ||
-        PyModule_AddObjectRef(module, "HistogramBase", (PyObject *)&HistType) < 0) {
+        PyModule_AddObjectRef(module, "HistogramBase", (PyObject *)&HistType) < 0 ||
+        PyModule_AddObjectRef(module, "Ender", (PyObject *)&EnderType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

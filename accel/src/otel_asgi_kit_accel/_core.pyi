@@ -44,6 +44,7 @@ class Core:
         span_key: str,
         span_type: type,
         make_root: RootMaker | None,
+        end_span: Ender | None,
         background_min: float,
     ) -> None: ...
     def start(self, scope: Any, send: Any) -> RequestBase: ...
@@ -80,3 +81,16 @@ class RootMaker:
     def __call__(self, name: str, attributes: dict[str, Any]) -> Any: ...
 
 def trace_header_value(span: Any) -> bytes: ...
+
+class Ender:
+    def __init__(
+        self,
+        *,
+        span_type: type,
+        multi: Any,
+        processors: tuple[Any, ...],
+        resource: Any,
+        scope: Any,
+        steps: tuple[tuple[Any, ...], ...],
+    ) -> None: ...
+    def __call__(self, span: Any, end_ns: int) -> None: ...

@@ -292,8 +292,8 @@ def test_the_batch_queue_is_filled_in_c_only_while_emit_would_just_queue(caplog:
     provider.add_span_processor(batch)
     starter = ServerSpanStarter(provider.get_tracer("t"))
     ender: Any = span_end.compiled_ender(starter)
-    queue = batch._batch_processor._queue  # type: ignore[attr-defined]
-    assert encoded._queue_of(batch) is batch._batch_processor  # type: ignore[attr-defined]
+    queue = batch._batch_processor._queue
+    assert encoded._queue_of(batch) is batch._batch_processor
     try:
         for _ in range(8):  # a full batch wakes the worker, which takes all 8 and blocks in export
             ender(starter.start("GET", None, {}), time.time_ns())
@@ -308,7 +308,7 @@ def test_the_batch_queue_is_filled_in_c_only_while_emit_would_just_queue(caplog:
         assert "Queue full, dropping" in caplog.text  # the ninth: the SDK's emit
     finally:
         release.set()
-    batch.shutdown()
+    batch.shutdown()  # type: ignore[no-untyped-call]
     assert len(keep.items) == 16
     ender(starter.start("GET", None, {}), time.time_ns())  # after shutdown: emit ignores it, as it does
     assert len(keep.items) == 16 and not queue

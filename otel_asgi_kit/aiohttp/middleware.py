@@ -11,6 +11,11 @@ trace header, before the headers are written), ``write``/``write_eof`` (body
 bytes, and the request's end at the last byte). A context variable set in the
 request's task links those calls to the request; identity checks keep a
 response of another request (or a client's) out.
+
+The request itself is the compiled one of the ASGI adapter (``asgi.fast``,
+``Core.start_request`` with the values read here, ``finish_common`` for a
+request that ended the common way) whenever that path is on; otherwise, and
+for every uncommon ending, the same ``RequestLogic`` in Python.
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ from opentelemetry.propagators.textmap import Getter
 
 from otel_asgi_kit import _state
 from otel_asgi_kit.aiohttp.websocket import accept, finish_connection, start_connection
+from otel_asgi_kit.asgi import fast
 from otel_asgi_kit.core.client_address import client_address
 from otel_asgi_kit.core.connection import Connection
-from otel_asgi_kit.core.instrumentation import Instrumentation
-from otel_asgi_kit.core.request import ServerRequest
+from otel_asgi_kit.core.instrumentation import NOT_DECIDED, Instrumentation
+from otel_asgi_kit.core.request import RequestLogic, ServerRequest
 from otel_asgi_kit.failsafe import report_once
 
 Handler = Callable[[BaseRequest], Awaitable[StreamResponse]]
@@ -44,7 +50,7 @@ class Traced:
 
     __slots__ = ("core", "error", "inst", "request", "response", "returned_after_end")
 
-    def __init__(self, inst: Instrumentation, request: BaseRequest, core: ServerRequest | Connection) -> None:
+    def __init__(self, inst: Instrumentation, request: BaseRequest, core: RequestLogic | Connection) -> None:
         self.inst = inst
         self.request = request
         self.core = core
@@ -114,18 +120,36 @@ def _start(inst: Instrumentation, request: BaseRequest) -> Traced:
     http_version = _VERSIONS.get(version)
     if http_version is None:
         http_version = _VERSIONS.setdefault(version, f"{version[0]}.{version[1]}")
-    core = ServerRequest(
-        inst,
-        request.method,
-        request.scheme,
-        request.path,
-        request.rel_url.raw_query_string,
-        parent,
-        user_agent=headers.get(hdrs.USER_AGENT),
-        http_version=http_version,
-        request_bytes=int(length) if length is not None and length.isdigit() else None,
-        captured_headers=inst.request_headers.attributes(headers.items()) if inst.request_headers.enabled else None,
-    )
+    request_bytes = int(length) if length is not None and length.isdigit() else None
+    compiled = inst.asgi_core
+    if compiled is NOT_DECIDED:
+        compiled = fast.core_for(inst)
+    core: RequestLogic
+    if compiled is not None:  # the compiled request (no headers captured): the same fields, span and context
+        core = compiled.start_request(
+            request.method,
+            request.scheme,
+            request.path,
+            request.rel_url.raw_query_string,
+            parent,
+            headers.get(hdrs.USER_AGENT),
+            http_version,
+            request_bytes,
+            None,
+        )
+    else:
+        core = ServerRequest(
+            inst,
+            request.method,
+            request.scheme,
+            request.path,
+            request.rel_url.raw_query_string,
+            parent,
+            user_agent=headers.get(hdrs.USER_AGENT),
+            http_version=http_version,
+            request_bytes=request_bytes,
+            captured_headers=inst.request_headers.attributes(headers.items()) if inst.request_headers.enabled else None,
+        )
     return Traced(inst, request, core)
 
 
@@ -172,6 +196,14 @@ def _finish(traced: Traced, exc: BaseException | None) -> None:
                 response_attributes = inst.response_headers.attributes(response.headers.items())
     except Exception as failure:
         report_once("reading the request's client", failure)
+    if exc is None and response_attributes is None and isinstance(core, fast.FAST_REQUEST):
+        compiled: Any = core
+        try:  # the compiled request ends a common request itself; False: the Python ending below
+            if compiled.finish_common(route, client, None, traced.returned_after_end):
+                return
+        except Exception as failure:  # part of the ending ran: reported, never run twice
+            report_once("ending a request span", failure)
+            return
     core.finish(
         route,
         exc,
@@ -206,7 +238,7 @@ async def response_start(original: Callable[..., Awaitable[Any]], response: Stre
     name = traced.inst.trace_header_name
     if name:
         response.headers[name] = core.trace_header().decode("latin-1")
-    if isinstance(core, ServerRequest):
+    if not isinstance(core, Connection):
         core.response_started(response.status)
         return await original(response, request)
     writer = await original(response, request)
@@ -219,7 +251,7 @@ async def response_write(original: Callable[..., Awaitable[None]], response: Str
     traced = current.get()
     if traced is not None and traced.response is response:
         core = traced.core
-        if isinstance(core, ServerRequest):
+        if not isinstance(core, Connection):
             core.response_bytes += len(data)
 
 
@@ -231,6 +263,6 @@ async def response_write_eof(
     traced = current.get()
     if traced is not None and traced.response is response:
         core = traced.core
-        if isinstance(core, ServerRequest):
+        if not isinstance(core, Connection):
             core.response_bytes += len(data)
             core.response_complete()

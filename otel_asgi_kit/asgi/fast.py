@@ -42,6 +42,10 @@ if _core is not None:
 
         __slots__ = ()
 
+    FAST_REQUEST: type = FastRequest
+else:
+    FAST_REQUEST = type(None)  # isinstance() of a request with it: never (there is no compiled request)
+
 
 async def _send_last(request: Any, message: Message) -> None:
     """The response's last message: its duration ends once the server took it."""

@@ -381,6 +381,116 @@ static RequestObject *new_request(CoreObject *core) {
 }
 
 /* Core.start(scope, send) -> request: the Python adapter's _start and ServerRequest.__init__. */
+/* The Python adapter runs the app uninstrumented after a failed start: no context of ours may stay attached. */
+static void undo_begin(CoreObject *self, RequestObject *request) {
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    if (request->task != Py_None && PyDict_Check(self->active) && PyDict_DelItem(self->active, request->task) < 0)
+        PyErr_Clear();
+    PyObject *undone = PyObject_CallOneArg(self->detach, request->token);
+    if (undone == NULL) PyErr_Clear();
+    Py_XDECREF(undone);
+    PyErr_Restore(type, value, traceback);
+}
+
+/* The request's span (named after its method, with `attributes`, taken over), its context attached, the active
+ * table, the in-progress count and the clock, as ServerRequest does; request->method and ->scheme are set.
+ * On failure nothing stays attached. */
+static int begin(CoreObject *self, RequestObject *request, PyObject *attributes, PyObject *parent) {
+    PyObject *span_name = request->method == s_OTHER ? s_HTTP : request->method;
+    PyObject *span;
+    if (parent == Py_None && self->make_root != Py_None) {
+        PyObject *make_args[2] = {span_name, attributes};
+        span = PyObject_Vectorcall(self->make_root, make_args, 2, NULL);
+    } else {
+        PyObject *start_args[3] = {span_name, parent, attributes};
+        span = PyObject_Vectorcall(self->start_span, start_args, 3, NULL);
+    }
+    Py_DECREF(attributes); /* the span took it over */
+    if (span == NULL) return -1;
+    Py_SETREF(request->span, span);
+    PyObject *attach_args[2] = {span, parent};
+    PyObject *token = PyObject_Vectorcall(self->attach, attach_args, 2, NULL);
+    if (token == NULL) return -1;
+    Py_SETREF(request->token, token);
+    /* core.active.enter: the running task (none without a running loop) -> this span */
+    PyObject *task = PyObject_CallNoArgs(self->current_task);
+    if (task == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_RuntimeError)) goto undo;
+        PyErr_Clear();
+        task = Py_NewRef(Py_None);
+    }
+    Py_SETREF(request->task, task);
+    if (task != Py_None && PyDict_SetItem(self->active, task, span)) goto undo;
+    if (self->metrics != Py_None) {
+        PyObject *active_key = PyTuple_Pack(2, request->method, request->scheme);
+        if (active_key == NULL) goto undo;
+        int err = count_active(self->metrics, active_key, one);
+        Py_DECREF(active_key);
+        if (err) goto undo;
+    }
+    PyObject *t0 = now(self->perf_counter);
+    if (t0 == NULL) goto undo;
+    request->start = PyFloat_AsDouble(t0);
+    Py_DECREF(t0);
+    if (request->start == -1.0 && PyErr_Occurred()) goto undo;
+    return 0;
+undo:
+    undo_begin(self, request);
+    return -1;
+}
+
+/* start_request(raw_method, scheme, path, query, parent, user_agent, http_version, request_bytes, peer) -> request:
+ * ServerRequest(...) for an adapter that read the request itself (aiohttp): the same attributes from the same
+ * values (query: str, redacted when not empty; user_agent: str or None), the span started, its context attached. */
+static PyObject *core_start_request(CoreObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError,
+                        "start_request(raw_method, scheme, path, query, parent, user_agent, http_version, "
+                        "request_bytes, peer)");
+        return NULL;
+    }
+    PyObject *raw_method = args[0], *scheme = args[1], *path = args[2], *query = args[3], *parent = args[4];
+    PyObject *user_agent = args[5], *version = args[6], *request_bytes = args[7], *peer = args[8];
+    PyObject *method = PyDict_GetItemWithError(self->methods, raw_method); /* borrowed */
+    if (method == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        method = s_OTHER;
+    }
+    PyObject *attributes = PyDict_New();
+    if (attributes == NULL) return NULL;
+    if (PyDict_SetItem(attributes, s_k_method, method) || PyDict_SetItem(attributes, s_k_path, path) ||
+        PyDict_SetItem(attributes, s_k_scheme, scheme))
+        goto fail;
+    int truth = PyObject_IsTrue(query);
+    if (truth < 0) goto fail;
+    if (truth && set_item(attributes, s_k_query, PyObject_CallOneArg(self->redact, query)) < 0) goto fail;
+    if (method == s_OTHER) {
+        PyObject *text = PyObject_Str(raw_method);
+        if (text == NULL) goto fail;
+        PyObject *cut = PySequence_GetSlice(text, 0, 32);
+        Py_DECREF(text);
+        if (set_item(attributes, s_k_method_original, cut) < 0) goto fail;
+    }
+    if (user_agent != Py_None && PyDict_SetItem(attributes, s_k_user_agent, user_agent)) goto fail;
+    if ((truth = PyObject_IsTrue(version)) < 0) goto fail;
+    if (truth && PyDict_SetItem(attributes, s_k_version, version)) goto fail;
+    RequestObject *request = new_request(self);
+    if (request == NULL) goto fail;
+    Py_SETREF(request->method, Py_NewRef(method));
+    Py_SETREF(request->scheme, Py_NewRef(scheme));
+    Py_SETREF(request->request_bytes, Py_NewRef(request_bytes));
+    Py_SETREF(request->peer, Py_NewRef(peer));
+    if (begin(self, request, attributes, parent) < 0) {
+        Py_DECREF(request);
+        return NULL;
+    }
+    return (PyObject *)request;
+fail:
+    Py_DECREF(attributes);
+    return NULL;
+}
+
 static PyObject *core_start(CoreObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "start(scope, send)");
@@ -535,61 +645,18 @@ static PyObject *core_start(CoreObject *self, PyObject *const *args, Py_ssize_t 
     Py_SETREF(request->server_send, Py_NewRef(send));
 
     /* 2. The span, its context, the active table, the in-progress count, the clock: as in Python. */
-    PyObject *span_name = method == s_OTHER ? s_HTTP : method;
-    PyObject *span;
-    if (parent == Py_None && self->make_root != Py_None) {
-        PyObject *make_args[2] = {span_name, attributes};
-        span = PyObject_Vectorcall(self->make_root, make_args, 2, NULL);
-    } else {
-        PyObject *start_args[3] = {span_name, parent, attributes};
-        span = PyObject_Vectorcall(self->start_span, start_args, 3, NULL);
-    }
-    Py_CLEAR(attributes); /* the span took it over */
-    if (span == NULL) goto fail;
-    Py_SETREF(request->span, span);
-    PyObject *attach_args[2] = {span, parent};
-    PyObject *token = PyObject_Vectorcall(self->attach, attach_args, 2, NULL);
-    if (token == NULL) goto fail;
-    Py_SETREF(request->token, token);
+    PyObject *taken = attributes;
+    attributes = NULL;
+    if (begin(self, request, taken, parent) < 0) goto fail;
     attached = 1;
-    /* core.active.enter: the running task (none without a running loop) -> this span */
-    PyObject *task = PyObject_CallNoArgs(self->current_task);
-    if (task == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_RuntimeError)) goto fail;
-        PyErr_Clear();
-        task = Py_NewRef(Py_None);
-    }
-    Py_SETREF(request->task, task);
-    if (task != Py_None && PyDict_SetItem(self->active, task, span)) goto fail;
-    if (self->metrics != Py_None) {
-        PyObject *active_key = PyTuple_Pack(2, request->method, request->scheme); /* owned: no borrowed scope value after Python code ran */
-        if (active_key == NULL) goto fail;
-        int err = count_active(self->metrics, active_key, one);
-        Py_DECREF(active_key);
-        if (err) goto fail;
-    }
-    PyObject *t0 = now(self->perf_counter);
-    if (t0 == NULL) goto fail;
-    request->start = PyFloat_AsDouble(t0);
-    Py_DECREF(t0);
-    if (request->start == -1.0 && PyErr_Occurred()) goto fail;
+    PyObject *span = request->span;
     if (PyObject_SetItem(scope, self->span_key, span)) goto fail;
     Py_DECREF(parent);
     Py_XDECREF(user_agent);
     return (PyObject *)request;
 
 fail:
-    if (attached) {
-        /* The Python adapter then runs the app uninstrumented: no context of ours may stay attached. */
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
-        if (request->task != Py_None && PyDict_Check(self->active) && PyDict_DelItem(self->active, request->task) < 0)
-            PyErr_Clear();
-        PyObject *undone = PyObject_CallOneArg(self->detach, request->token);
-        if (undone == NULL) PyErr_Clear();
-        Py_XDECREF(undone);
-        PyErr_Restore(type, value, traceback);
-    }
+    if (attached) undo_begin(self, request);
     Py_XDECREF(pair);
     Py_XDECREF(iter);
     Py_XDECREF(attributes);
@@ -1658,9 +1725,20 @@ static PyObject *core_start_checked(CoreObject *self, PyObject *const *args, Py_
     return core_start(self, args, nargs);
 }
 
+static PyObject *core_start_request_checked(CoreObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (self->request_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Core was not initialised");
+        return NULL;
+    }
+    return core_start_request(self, args, nargs);
+}
+
 static PyMethodDef core_methods[] = {
     {"start", (PyCFunction)(void (*)(void))core_start_checked, METH_FASTCALL,
      "start(scope, send) -> request: the request's span started and its context attached."},
+    {"start_request", (PyCFunction)(void (*)(void))core_start_request_checked, METH_FASTCALL,
+     "start_request(raw_method, scheme, path, query, parent, user_agent, http_version, request_bytes, peer) -> "
+     "request: as start, from values an adapter read itself."},
     {NULL},
 };
 

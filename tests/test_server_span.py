@@ -331,3 +331,41 @@ def test_start_makes_roots_with_the_root_maker_once_asked() -> None:
     for span in (root, child):
         span.end()
     assert sorted(s.name for s in exporter.get_finished_spans()) == ["GET", "POST"]
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["python", "root-maker"])
+def test_on_start_is_skipped_only_while_every_processor_starts_nothing(compiled: bool) -> None:
+    """The kit's own processors (and the SDK's empty ones) do nothing in ``on_start``: the call is skipped.
+    A processor added later that does something there gets every span's start, on both start paths."""
+    from otel_asgi_kit.export.tail_sampling import TailSampler
+    from otel_asgi_kit.pages.recorder import TraceRecorder
+    from otel_asgi_kit.sdk.server_span import quiet_processors
+
+    provider = TracerProvider()
+    provider.add_span_processor(TailSampler([SimpleSpanProcessor(InMemorySpanExporter())], 1.0, 1.0))
+    provider.add_span_processor(TraceRecorder())
+    starter = ServerSpanStarter(provider.get_tracer("t"))
+    assert quiet_processors(provider._active_span_processor) is not None
+    if compiled:
+        pytest.importorskip("otel_asgi_kit_accel._core", reason="otel-asgi-kit-accel is not installed")
+        assert starter.use_root_maker()
+    starter.start("GET", None, _attrs()).end()
+    seen: list[str] = []
+
+    class Watch(SimpleSpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            seen.append(span.name)
+
+    provider.add_span_processor(Watch(InMemorySpanExporter()))
+    assert quiet_processors(provider._active_span_processor) is None
+    starter.start("GET", None, _attrs()).end()
+    starter.start("POST", _parent(True), _attrs()).end()
+    assert seen == ["GET", "POST"]
+
+    class Busy(TraceRecorder):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            seen.append("busy")
+
+    other = TracerProvider()
+    other.add_span_processor(Busy())
+    assert quiet_processors(other._active_span_processor) is None  # a subclass that starts something

@@ -64,6 +64,7 @@ def core_for(inst: Instrumentation, *, switched_on: bool | None = None, current_
     http = inst.http
     if (
         _core is not None
+        and hasattr(_core, "Ender")  # a build older than 0.3 (the span end, aiohttp's start_request): Python
         and switched_on
         and not inst.request_headers.enabled
         and not inst.response_headers.enabled

@@ -29,6 +29,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
+from otel_asgi_kit.sdk.server_span import starts_nothing
+
 _TRACE_ID_LIMIT = (1 << 64) - 1
 
 
@@ -70,6 +72,9 @@ class TailSampler(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         for processor in self._processors:
             processor.on_start(span, parent_context)
+
+    def starts_nothing(self) -> bool:
+        return type(self).on_start is TailSampler.on_start and all(starts_nothing(p) for p in self._processors)
 
     def on_end(self, span: ReadableSpan) -> None:
         facts = _facts(span)

@@ -15,7 +15,9 @@ what ``Tracer.start_span`` does, in fewer steps:
   prototype built once by the SDK's own constructor. The per-span fields are
   then set: the name, context, parent, start time, lock, attribute map and
   event and link lists;
-* it calls ``on_start`` on the provider's span processors, like the SDK.
+* it calls ``on_start`` on the provider's span processors, like the SDK, unless
+  none of them does anything there (``quiet_processors``: the SDK's empty
+  ones and the kit's, checked against the provider's current tuple).
 
 Ending the span is the SDK's own ``end``: processors and exporters see an SDK
 ``ReadableSpan``, and user code sees an SDK ``Span`` whose ``set_attribute``,
@@ -41,6 +43,7 @@ from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.trace import export as sdk_export
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.sdk.util import BoundedList
@@ -75,6 +78,29 @@ _SPAN_FIELDS = frozenset(
 _ATTRIBUTE_FIELDS = frozenset({"_dict", "maxlen", "dropped", "max_value_len", "_lock", "_immutable"})
 _DEFAULT_SAMPLER = ParentBased(ALWAYS_ON).get_description()  # type: ignore[no-untyped-call]
 _MOST_KIT_ATTRIBUTES = 32  # more than a server span ever gets from the kit (headers capture included)
+# The SDK's ``on_start`` methods that do nothing: the base class's, and the simple and batch processors' own.
+_QUIET_ON_START = frozenset(
+    getattr(cls, "on_start", None)
+    for cls in (sdk_trace.SpanProcessor, sdk_export.SimpleSpanProcessor, sdk_export.BatchSpanProcessor)
+) - {None}
+
+
+def starts_nothing(processor: Any) -> bool:
+    """Whether ``processor.on_start`` does nothing: one of the SDK's empty ones, or a processor of the kit
+    that says so (``starts_nothing()``, e.g. the trace pages' recorder)."""
+    if getattr(type(processor), "on_start", None) in _QUIET_ON_START:
+        return True
+    says = getattr(processor, "starts_nothing", None)
+    return bool(says()) if callable(says) else False
+
+
+def quiet_processors(multi: Any) -> tuple[Any, ...] | None:
+    """The SDK multi-processor's tuple of processors when none of them does anything in ``on_start`` (the
+    start then skips the call while that tuple is still the provider's), else ``None``."""
+    processors = getattr(multi, "_span_processors", None)
+    if type(multi) is not sdk_trace.SynchronousMultiSpanProcessor or type(processors) is not tuple:
+        return None
+    return processors if all(starts_nothing(p) for p in processors) else None
 
 
 class ServerSpan(sdk_trace.Span):
@@ -177,6 +203,7 @@ class ServerSpanStarter:
         self._attributes_prototype = fields["_attributes"]
         self._max_attributes = limits.max_span_attributes
         self._processor = tracer.span_processor
+        self._quiet = quiet_processors(self._processor)
         self._sampler: Any = tracer.sampler
         self._default_sampler = self._sampler.get_description() == _DEFAULT_SAMPLER
         self._ids = tracer.id_generator
@@ -223,6 +250,8 @@ class ServerSpanStarter:
             allocate_lock=threading.Lock,
             time_ns=time_ns,
             on_start=self._processor.on_start,
+            multi=self._processor,
+            quiet=self._quiet,
             fallback=self._start,
         )
 
@@ -294,5 +323,7 @@ class ServerSpanStarter:
         )
         fields["_events"] = fields["_links"] = ()  # see ServerSpan._make_lists
         fields["_start_time"] = time_ns()
-        self._processor.on_start(span, parent_context=parent)
+        processor = self._processor
+        if self._quiet is None or processor._span_processors is not self._quiet:
+            processor.on_start(span, parent_context=parent)
         return span  # type: ignore[no-any-return]

@@ -1011,10 +1011,12 @@ typedef struct {
     PyObject_HEAD
     PyObject *tracer;         /* the SDK tracer: its _tracer_config.is_enabled is read per span */
     PyObject *span_type, *prototype, *attributes_type, *attributes_prototype, *span_context_type, *trace_state,
-        *flags, *random, *allocate_lock, *time_ns, *on_start, *fallback;
+        *flags, *random, *allocate_lock, *time_ns, *on_start, *multi, *quiet, *fallback;
+    /* multi, quiet: on_start is skipped while multi._span_processors is quiet (a tuple of processors whose
+     * on_start does nothing; None: always called) */
 } MakerObject;
 
-static PyObject *s_is_enabled, *s__tracer_config, *s_getrandbits, *s__name, *s__context, *s__parent, *s__lock, *s__attributes, *s__events, *s__links,
+static PyObject *s__span_processors, *s_is_enabled, *s__tracer_config, *s_getrandbits, *s__name, *s__context, *s__parent, *s__lock, *s__attributes, *s__events, *s__links,
     *s__start_time, *s__dict, *s_parent_context, *kw_parent_context, *empty_tuple, *n128, *n64;
 
 static PyObject *random_id(MakerObject *self, PyObject *bits) {
@@ -1083,10 +1085,19 @@ static PyObject *maker_call(MakerObject *self, PyObject *const *args, size_t nar
         PyDict_SetItem(fields, s__events, empty_tuple) || PyDict_SetItem(fields, s__links, empty_tuple) ||
         PyDict_SetItem(fields, s__start_time, start))
         goto done;
-    PyObject *start_args[3] = {span, Py_None};
-    PyObject *started = PyObject_Vectorcall(self->on_start, start_args, 1, kw_parent_context);
-    if (started == NULL) goto done;
-    Py_DECREF(started);
+    int quiet = 0;
+    if (self->quiet != Py_None) {
+        PyObject *processors = PyObject_GetAttr(self->multi, s__span_processors);
+        if (processors == NULL) goto done;
+        quiet = processors == self->quiet;
+        Py_DECREF(processors);
+    }
+    if (!quiet) {
+        PyObject *start_args[3] = {span, Py_None};
+        PyObject *started = PyObject_Vectorcall(self->on_start, start_args, 1, kw_parent_context);
+        if (started == NULL) goto done;
+        Py_DECREF(started);
+    }
     result = Py_NewRef(span);
 done:
     Py_XDECREF(trace_id);
@@ -1104,7 +1115,7 @@ done:
 
 #define MAKER_FIELDS(X)                                                                                              \
     X(tracer) X(span_type) X(prototype) X(attributes_type) X(attributes_prototype) X(span_context_type)             \
-        X(trace_state) X(flags) X(random) X(allocate_lock) X(time_ns) X(on_start) X(fallback)
+        X(trace_state) X(flags) X(random) X(allocate_lock) X(time_ns) X(on_start) X(multi) X(quiet) X(fallback)
 
 static PyObject *maker_vectorcall_entry(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     return maker_call((MakerObject *)callable, args, nargsf, kwnames);
@@ -1113,14 +1124,15 @@ static PyObject *maker_vectorcall_entry(PyObject *callable, PyObject *const *arg
 static int maker_init(MakerObject *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"tracer", "span_type", "prototype", "attributes_type", "attributes_prototype",
                             "span_context_type", "trace_state", "flags", "random", "allocate_lock", "time_ns",
-                            "on_start", "fallback", NULL};
-    PyObject *v[13];
+                            "on_start", "multi", "quiet", "fallback", NULL};
+    PyObject *v[15];
     if (PyTuple_GET_SIZE(args) != 0) {
         PyErr_SetString(PyExc_TypeError, "RootMaker() takes keyword arguments only");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!OO!OOOOOOOO", names, &v[0], &v[1], &PyDict_Type, &v[2], &v[3],
-                                     &PyDict_Type, &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11], &v[12]))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!OO!OOOOOOOOOO", names, &v[0], &v[1], &PyDict_Type, &v[2], &v[3],
+                                     &PyDict_Type, &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11], &v[12],
+                                     &v[13], &v[14]))
         return -1;
     if (!PyType_Check(v[1]) || !PyType_Check(v[3]) || !PyType_Check(v[5]) ||
         !PyType_IsSubtype((PyTypeObject *)v[5], &PyTuple_Type)) {
@@ -1226,7 +1238,7 @@ typedef struct {
     PyObject *span_type, *multi, *processors, *resource, *scope, *steps;
 } EnderObject;
 
-static PyObject *s__span_processors, *s__span_processor, *s__end_time, *s__resource, *s__instrumentation_scope,
+static PyObject *s__span_processor, *s__end_time, *s__resource, *s__instrumentation_scope,
     *s__immutable, *s__record_end_metrics, *s__status, *s__kind, *s_status_code, *s_acquire, *s_release, *s_append,
     *s_popitem, *n500, *s__shutdown, *s__pid, *s__queue, *s__max_queue_size, *s__max_export_batch_size,
     *s__worker_awaken, *s_appendleft, *s_is_set, *s_set;

@@ -76,6 +76,8 @@ class RootMaker:
         allocate_lock: Callable[[], Any],
         time_ns: Callable[[], int],
         on_start: Callable[..., None],
+        multi: Any,
+        quiet: tuple[Any, ...] | None,
         fallback: Callable[[str, Any, dict[str, Any]], Any],
     ) -> None: ...
     def __call__(self, name: str, attributes: dict[str, Any]) -> Any: ...

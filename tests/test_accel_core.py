@@ -444,3 +444,16 @@ def test_a_scope_that_is_not_a_dict_takes_the_python_path() -> None:
     assert send_type == "_Responder" and sent[0]["status"] == 200
     (span,) = compiled.spans.get_finished_spans()
     assert span.attributes["url.path"] == "/x"
+
+
+def test_the_compiled_trace_header_is_pythons() -> None:
+    """``traceresponse`` written in C (the ASGI send, aiohttp's ``FastRequest.trace_header``) equals Python's."""
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    from otel_asgi_kit.core.propagation import trace_header_value
+
+    ids = [(1, 1), ((1 << 128) - 1, (1 << 64) - 1), (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331)]
+    for trace_id, span_id in ids:
+        for flags in (0, 1):
+            span = NonRecordingSpan(SpanContext(trace_id, span_id, False, TraceFlags(flags)))
+            assert _core.trace_header_value(span) == trace_header_value(span)

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from otel_asgi_kit.asgi import fast
 from otel_asgi_kit.asgi.frameworks import install_framework_hooks
 from otel_asgi_kit.asgi.middleware import KitMiddleware
 from otel_asgi_kit.core.instrumentation import Instrumentation
@@ -34,7 +35,8 @@ from tests.support.servers import kit_env, run_server
 SAMPLED_PARENT = "00-0af7651916cd43dd8448eb211c80319c-{:016x}-01"
 
 
-def _setup(ratio: float, slow_s: float) -> tuple[InMemorySpanExporter, Any, InMemoryMetricReader]:
+def _setup(ratio: float, slow_s: float, path: str = "python") -> tuple[InMemorySpanExporter, Any, InMemoryMetricReader]:
+    """``path``: the ASGI adapter's Python path, or its compiled one (whose span end decides in C)."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(TailSampler([SimpleSpanProcessor(exporter)], ratio, slow_s))
@@ -54,6 +56,12 @@ def _setup(ratio: float, slow_s: float) -> tuple[InMemorySpanExporter, Any, InMe
             pass
         raise RuntimeError("boom")
 
+    if path == "compiled":
+        pytest.importorskip("otel_asgi_kit_accel._core", reason="otel-asgi-kit-accel is not installed")
+        assert fast.core_for(inst, switched_on=True) is not None
+        assert inst.end_span is not None  # the compiled span end, with the tail sampler's step
+    else:
+        inst.asgi_core = None
     install_framework_hooks()
     app = Starlette(routes=[Route("/ok", ok), Route("/slow", slow), Route("/fail", fail)])
     return exporter, (KitMiddleware(app, instrumentation=inst), inst), reader
@@ -69,10 +77,11 @@ def _send(app: Any, paths: list[tuple[str, dict[str, str]]]) -> None:
     asyncio.run(run())
 
 
-def test_every_error_and_slow_trace_is_kept_at_one_percent() -> None:
+@pytest.mark.parametrize("path", ["python", "compiled"])
+def test_every_error_and_slow_trace_is_kept_at_one_percent(path: str) -> None:
     """400 requests at ratio 0.01: all 40 failures (with their child span) and all 20 slow ones are exported,
     of the 340 plain ones about 1 %; the metrics still count all 400."""
-    exporter, (app, inst), reader = _setup(ratio=0.01, slow_s=0.02)
+    exporter, (app, inst), reader = _setup(ratio=0.01, slow_s=0.02, path=path)
     paths = ["/fail" if i % 10 == 0 else "/slow" if i % 20 == 5 else "/ok" for i in range(400)]
     _send(app, [(p, {}) for p in paths])
     spans = exporter.get_finished_spans()
@@ -85,9 +94,10 @@ def test_every_error_and_slow_trace_is_kept_at_one_percent() -> None:
     assert sum(p.count for p in points_of(data, "http.server.request.duration")) == 400
 
 
-def test_a_sampled_remote_parent_keeps_the_trace_whole() -> None:
+@pytest.mark.parametrize("path", ["python", "compiled"])
+def test_a_sampled_remote_parent_keeps_the_trace_whole(path: str) -> None:
     """Requests whose caller sent a sampled traceparent are all exported: the distributed trace stays whole."""
-    exporter, (app, _), _ = _setup(ratio=0.0, slow_s=10)
+    exporter, (app, _), _ = _setup(ratio=0.0, slow_s=10, path=path)
     _send(app, [("/ok", {"traceparent": SAMPLED_PARENT.format(i + 1)}) for i in range(30)])
     _send(app, [("/ok", {}) for _ in range(30)])
     spans = exporter.get_finished_spans()

@@ -128,16 +128,12 @@ def _hook_requests() -> None:
 
     from otel_asgi_kit.aiohttp import middleware
 
-    def make_handle(original: Any) -> Any:
-        async def _handle_request(self: Any, request: Any, start_time: Any, request_handler: Any) -> Any:
-            return await middleware.handle_request(original, self, request, start_time, request_handler)
-
-        return _handle_request
-
-    patch(RequestHandler, "_handle_request", make_handle)
-    patch(StreamResponse, "_start", _through(middleware.response_start))
-    patch(StreamResponse, "write", _through(middleware.response_write))
-    patch(StreamResponse, "write_eof", _through(middleware.response_write_eof))
+    # Each replacement is one coroutine around the original (no second layer per call: these run for
+    # every request).
+    patch(RequestHandler, "_handle_request", middleware.handle_request_of)
+    patch(StreamResponse, "_start", middleware.response_start_of)
+    patch(StreamResponse, "write", middleware.response_write_of)
+    patch(StreamResponse, "write_eof", middleware.response_write_eof_of)
 
 
 def _hook_websockets() -> None:

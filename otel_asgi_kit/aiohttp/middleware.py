@@ -42,7 +42,6 @@ from otel_asgi_kit.core.request import RequestLogic, ServerRequest
 from otel_asgi_kit.failsafe import report_once
 
 Handler = Callable[[BaseRequest], Awaitable[StreamResponse]]
-HandleRequest = Callable[[Any, BaseRequest, Any, Handler], Awaitable[tuple[StreamResponse, bool]]]
 
 
 class Traced:
@@ -79,31 +78,35 @@ GETTER = MultiDictGetter()
 _VERSIONS: dict[Any, str] = {}
 
 
-async def handle_request(
-    original: HandleRequest, protocol: Any, request: BaseRequest, start_time: Any, handler: Handler
-) -> tuple[StreamResponse, bool]:
-    """``RequestHandler._handle_request`` with the request recorded around it."""
-    inst = _state.current_instrumentation()
-    # aiohttp's own answer to an unparsable request (400) reaches no app: like an ASGI server's, untraced.
-    if inst is None or handler is not protocol._request_handler or inst.is_excluded(request.path):
-        return await original(protocol, request, start_time, handler)
-    try:
-        traced = _start(inst, request)
-    except Exception as exc:  # telemetry must never break the app
-        report_once("starting a request span", exc)
-        return await original(protocol, request, start_time, handler)
-    current.set(traced)  # the request's own task
-    try:
-        response, reset = await original(protocol, request, start_time, _record_errors(traced, handler))
-    except BaseException as exc:  # the response could not be sent, or the task was cancelled
-        _finish(traced, traced.error or exc)
-        raise
-    finally:
-        # The task's context would otherwise keep ``traced`` and through it the request, which refers
-        # back to the task: a reference cycle per request, left for the garbage collector.
-        current.set(None)
-    _finish(traced, traced.error)
-    return response, reset
+def handle_request_of(original: Callable[..., Awaitable[tuple[StreamResponse, bool]]]) -> Any:
+    """``RequestHandler._handle_request`` with the request recorded around it (one coroutine, no layer)."""
+
+    async def _handle_request(
+        protocol: Any, request: BaseRequest, start_time: Any, handler: Handler
+    ) -> tuple[StreamResponse, bool]:
+        inst = _state.current_instrumentation()
+        # aiohttp's own answer to an unparsable request (400) reaches no app: like an ASGI server's, untraced.
+        if inst is None or handler is not protocol._request_handler or inst.is_excluded(request.path):
+            return await original(protocol, request, start_time, handler)
+        try:
+            traced = _start(inst, request)
+        except Exception as exc:  # telemetry must never break the app
+            report_once("starting a request span", exc)
+            return await original(protocol, request, start_time, handler)
+        current.set(traced)  # the request's own task
+        try:
+            response, reset = await original(protocol, request, start_time, _record_errors(traced, handler))
+        except BaseException as exc:  # the response could not be sent, or the task was cancelled
+            _finish(traced, traced.error or exc)
+            raise
+        finally:
+            # The task's context would otherwise keep ``traced`` and through it the request, which refers
+            # back to the task: a reference cycle per request, left for the garbage collector.
+            current.set(None)
+        _finish(traced, traced.error)
+        return response, reset
+
+    return _handle_request
 
 
 def _start(inst: Instrumentation, request: BaseRequest) -> Traced:
@@ -228,41 +231,52 @@ def route_of(request: BaseRequest) -> str | None:
     return canonical
 
 
-async def response_start(original: Callable[..., Awaitable[Any]], response: StreamResponse, request: Any) -> Any:
+def response_start_of(original: Callable[..., Awaitable[Any]]) -> Any:
     """``StreamResponse._start``: the status and the trace header, before the headers are written."""
-    traced = current.get()
-    if traced is None or traced.request is not request:
-        return await original(response, request)
-    traced.response = response
-    core = traced.core
-    name = traced.inst.trace_header_name
-    if name:
-        response.headers[name] = core.trace_header().decode("latin-1")
-    if not isinstance(core, Connection):
-        core.response_started(response.status)
-        return await original(response, request)
-    writer = await original(response, request)
-    accept(core, response, route_of(request))  # the 101 is written: the handshake succeeded
-    return writer
 
-
-async def response_write(original: Callable[..., Awaitable[None]], response: StreamResponse, data: Any) -> None:
-    await original(response, data)
-    traced = current.get()
-    if traced is not None and traced.response is response:
+    async def _start(response: StreamResponse, request: Any) -> Any:
+        traced = current.get()
+        if traced is None or traced.request is not request:
+            return await original(response, request)
+        traced.response = response
         core = traced.core
+        name = traced.inst.trace_header_name
+        if name:
+            response.headers[name] = core.trace_header().decode("latin-1")
         if not isinstance(core, Connection):
-            core.response_bytes += len(data)
+            core.response_started(response.status)
+            return await original(response, request)
+        writer = await original(response, request)
+        accept(core, response, route_of(request))  # the 101 is written: the handshake succeeded
+        return writer
+
+    return _start
 
 
-async def response_write_eof(
-    original: Callable[..., Awaitable[None]], response: StreamResponse, data: Any = b""
-) -> None:
+def response_write_of(original: Callable[..., Awaitable[None]]) -> Any:
+    """``StreamResponse.write``: body bytes."""
+
+    async def write(response: StreamResponse, data: Any) -> None:
+        await original(response, data)
+        traced = current.get()
+        if traced is not None and traced.response is response:
+            core = traced.core
+            if not isinstance(core, Connection):
+                core.response_bytes += len(data)
+
+    return write
+
+
+def response_write_eof_of(original: Callable[..., Awaitable[None]]) -> Any:
     """``StreamResponse.write_eof``: the last byte is handed to the transport, the request ends here."""
-    await original(response, data)
-    traced = current.get()
-    if traced is not None and traced.response is response:
-        core = traced.core
-        if not isinstance(core, Connection):
-            core.response_bytes += len(data)
-            core.response_complete()
+
+    async def write_eof(response: StreamResponse, data: Any = b"") -> None:
+        await original(response, data)
+        traced = current.get()
+        if traced is not None and traced.response is response:
+            core = traced.core
+            if not isinstance(core, Connection):
+                core.response_bytes += len(data)
+                core.response_complete()
+
+    return write_eof

@@ -42,6 +42,10 @@ if _core is not None:
 
         __slots__ = ()
 
+        def trace_header(self) -> bytes:
+            """The ``traceresponse`` value for this request's response (written in C)."""
+            return _core.trace_header_value(self.span)
+
     FAST_REQUEST: type = FastRequest
 else:
     FAST_REQUEST = type(None)  # isinstance() of a request with it: never (there is no compiled request)

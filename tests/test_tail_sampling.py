@@ -173,3 +173,16 @@ def test_a_real_server_exports_only_the_failures_at_ratio_zero(receiver: OtlpRec
         if line.startswith("http_server_request_duration_seconds_count") and "/items/{item_id}" in line
     ]
     assert count and float(count[0].rsplit(" ", 1)[1]) == 5
+
+
+@pytest.mark.parametrize("path", ["python", "compiled"])
+def test_exemplars_point_only_at_kept_traces(path: str) -> None:
+    """At ratio 0 only the failures are exported: every latency exemplar is one of their traces."""
+    exporter, (app, inst), reader = _setup(ratio=0.0, slow_s=10, path=path)
+    _send(app, [("/fail" if i % 5 == 0 else "/ok", {}) for i in range(50)])
+    exported = {s.context.trace_id for s in exporter.get_finished_spans()}
+    assert len(exported) == 10
+    data = MetricsInjector(Resource({}), *aggregates(inst))(reader.get_metrics_data())
+    exemplars = [e for p in points_of(data, "http.server.request.duration") for e in p.exemplars]
+    assert exemplars  # the failures' buckets have theirs
+    assert {e.trace_id for e in exemplars} <= exported

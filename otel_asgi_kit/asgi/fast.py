@@ -99,6 +99,7 @@ def core_for(inst: Instrumentation, *, switched_on: bool | None = None, current_
                 span_type=ServerSpan,
                 make_root=inst.server_spans.root_maker(),
                 end_span=inst.end_span,
+                decisions=inst.tail_decisions,
                 background_min=BACKGROUND_MIN_S,
             )
         except Exception as exc:  # a build that does not fit this kit: the Python path

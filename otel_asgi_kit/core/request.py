@@ -170,6 +170,10 @@ class RequestLogic:
         http = self.inst.http
         if http is not None:
             span_context = span.get_span_context()
+            exemplar = span_context if span_context.trace_flags & 1 else None
+            decisions = self.inst.tail_decisions
+            if exemplar is not None and decisions is not None and decisions.get(span_context.trace_id) is False:
+                exemplar = None  # tail sampling dropped this trace: no exemplar may point at it
             http.request_finished(
                 (method, route, status, error_type, scheme or self.scheme),
                 elapsed,
@@ -177,7 +181,7 @@ class RequestLogic:
                 self.response_bytes,
                 (method, self.scheme),
                 # A sampled request becomes its latency bucket's exemplar: its trace is exported.
-                span_context if span_context.trace_flags & 1 else None,
+                exemplar,
                 self.done_ns,
             )
 

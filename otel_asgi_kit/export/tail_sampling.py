@@ -69,6 +69,11 @@ class TailSampler(SpanProcessor):
         self._max_decisions = max_decisions
         self._lock = threading.Lock()
 
+    @property
+    def decisions(self) -> dict[int, bool]:
+        """Trace id -> kept, for the most recent local roots (read without the lock: one lookup)."""
+        return self._decided
+
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         for processor in self._processors:
             processor.on_start(span, parent_context)

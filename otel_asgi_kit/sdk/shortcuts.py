@@ -45,6 +45,7 @@ RELIED_ON: dict[str, tuple[str, ...]] = {
         "SDK Span fields _end_time, _start_time, _lock, _span_processor, _record_end_metrics, _resource, ...",
         "BatchProcessor (the batch span processor's _batch_processor) fields _queue, _pid, _shutdown, ...",
     ),
+    "exemplars of kept traces only": ("TracerProvider instance field: _active_span_processor (its _span_processors)",),
     "metric reader": ("opentelemetry.sdk.metrics.export.PeriodicExportingMetricReader._receive_metrics",),
     "prometheus merge": ("opentelemetry.exporter.prometheus.PrometheusMetricReader._receive_metrics",),
 }
@@ -133,6 +134,18 @@ def _span_end() -> bool:
         provider.shutdown()
 
 
+def _tail_decisions() -> bool:
+    """Whether the tail sampler's decisions are found on the provider (exemplars then skip dropped traces)."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_asgi_kit.core.instrumentation import tail_decisions
+    from otel_asgi_kit.export.tail_sampling import TailSampler
+
+    provider = TracerProvider()
+    provider.add_span_processor(TailSampler([], 0.5, 1.0))
+    return tail_decisions(provider) is not None
+
+
 def _current_span() -> bool:
     from otel_asgi_kit.sdk import current
 
@@ -160,6 +173,7 @@ def status() -> dict[str, bool]:
         "spans encoded at end": _spans_encoded_at_end,
         "log records encoded directly": _logs_encoded_directly,
         "server span end in C": _span_end,
+        "exemplars of kept traces only": _tail_decisions,
         "current span read directly": _current_span,
         "metric reader": _metric_reader,
         "prometheus merge": _prometheus_merge,

@@ -62,6 +62,7 @@ typedef struct {
     PyObject *span_type;      /* the kit's ServerSpan type: finish_common handles only these */
     PyObject *make_root;      /* RootMaker for a span without parent, or None (start_span for all) */
     PyObject *end_span;       /* Ender (span, end_ns), or None: span.end(end_ns) */
+    PyObject *decisions;      /* the tail sampler's trace id -> kept (a dict), or None */
     double background_min;    /* seconds after the response that make a background span */
 } CoreObject;
 
@@ -888,6 +889,12 @@ static PyObject *request_finish_common(RequestObject *self, PyObject *const *arg
             Py_DECREF(ctx);
             sampled = Py_NewRef(Py_None);
         }
+        if (sampled != Py_None && core->decisions != Py_None && PyDict_Check(core->decisions)) {
+            /* tail sampling dropped this trace: no exemplar may point at it */
+            PyObject *kept = PyDict_GetItemWithError(core->decisions, PyTuple_GET_ITEM(sampled, 0));
+            if (kept == NULL && PyErr_Occurred()) goto done;
+            if (kept == Py_False) Py_SETREF(sampled, Py_NewRef(Py_None));
+        }
         int has_scheme = PyObject_IsTrue(scheme);
         if (has_scheme < 0) goto done;
         key = PyTuple_Pack(5, self->method, route, status_obj, Py_None, has_scheme ? scheme : self->scheme);
@@ -1672,22 +1679,22 @@ static PyTypeObject EnderType = {
 #define CORE_FIELDS(X)                                                                                               \
     X(request_type) X(inst) X(methods) X(fields) X(extract) X(redact) X(start_span) X(attach) X(detach) X(current_task)      \
         X(active) X(metrics) X(perf_counter) X(time_ns) X(trace_header) X(send_last) X(span_key)         \
-            X(span_type) X(make_root) X(end_span)
+            X(span_type) X(make_root) X(end_span) X(decisions)
 
 static int core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"request_type", "inst", "methods", "fields", "extract", "redact", "start_span",
                             "attach", "detach", "current_task", "active", "metrics", "perf_counter",
-                            "time_ns", "trace_header", "send_last", "span_key", "span_type", "make_root", "end_span", "background_min", NULL};
-    PyObject *v[20];
+                            "time_ns", "trace_header", "send_last", "span_key", "span_type", "make_root", "end_span", "decisions", "background_min", NULL};
+    PyObject *v[21];
     double background_min;
     if (PyTuple_GET_SIZE(args) != 0) {
         PyErr_SetString(PyExc_TypeError, "Core() takes keyword arguments only");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!O!OOOOOOO!OOOOOOOOOd", names, &v[0], &v[1], &PyDict_Type, &v[2],
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!O!OOOOOOO!OOOOOOOOOOd", names, &v[0], &v[1], &PyDict_Type, &v[2],
                                      &PyFrozenSet_Type, &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &PyDict_Type,
                                      &v[10], &v[11], &v[12], &v[13], &v[14], &v[15], &v[16], &v[17], &v[18],
-                                     &v[19], &background_min))
+                                     &v[19], &v[20], &background_min))
         return -1;
     if (!PyType_Check(v[0]) || !PyType_IsSubtype((PyTypeObject *)v[0], &RequestBaseType)) {
         PyErr_SetString(PyExc_TypeError, "request_type must be a subclass of RequestBase");

@@ -45,6 +45,7 @@ class Core:
         span_type: type,
         make_root: RootMaker | None,
         end_span: Ender | None,
+        decisions: dict[int, bool] | None,
         background_min: float,
     ) -> None: ...
     def start(self, scope: Any, send: Any) -> RequestBase: ...

@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from otel_asgi_kit import _state
 from otel_asgi_kit.admin import AdminServer, start_admin_server
+from otel_asgi_kit.aiohttp.hooks import install_aiohttp_hooks
 from otel_asgi_kit.asgi.servers import install_server_hooks
 from otel_asgi_kit.asgi.unhooked import install as install_unhooked_checks
 from otel_asgi_kit.core.instrumentation import Instrumentation
@@ -105,7 +106,7 @@ def configure(environ: Mapping[str, str] | None = None) -> Kit | None:
         if role == "supervisor":
             install_log_handlers(settings, None)
             if settings.auto_instrument:
-                install_server_hooks(restore_log_handlers, _shutdown_current)
+                install_server_hooks(restore_log_handlers, _shutdown_current, _OTHER_SERVERS)
             _open_admin(settings, resource, snapshot_dir, None, inherited)
             # gunicorn forks its workers: each builds its own providers right after the fork.
             # uvicorn and hypercorn spawn theirs, which run configure() themselves.
@@ -221,6 +222,10 @@ def _shutdown_current() -> None:
     _remove_owned_dirs()
 
 
+# The servers of the aiohttp adapter, hooked beside the ASGI servers (``asgi.servers``).
+_OTHER_SERVERS = (("aiohttp", lambda _after_logging_config: install_aiohttp_hooks(_shutdown_current)),)
+
+
 def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, inherited: bool) -> Kit:
     health = ExportHealth()
     install_sdk_diagnostics(health)
@@ -257,7 +262,7 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
     install_access_log_redaction(QueryRedactor(settings.redact_query_params))
     install_executor_context()
     if settings.auto_instrument:
-        install_server_hooks(restore_log_handlers, _shutdown_current)
+        install_server_hooks(restore_log_handlers, _shutdown_current, _OTHER_SERVERS)
     install_unhooked_checks(instrumentation.excluded)
     if _admin is None:
         _open_admin(settings, resource, snapshot_dir, snapshot_reader, inherited)

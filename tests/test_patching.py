@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-from otel_asgi_kit import patching
+from otel_asgi_kit import bootstrap, patching
 from otel_asgi_kit.asgi.frameworks import install_framework_hooks
 from otel_asgi_kit.asgi.servers import install_server_hooks
 from otel_asgi_kit.executor_context import install_executor_context
@@ -24,7 +24,7 @@ def test_every_applied_patch_is_known() -> None:
         except ImportError:
             continue  # a framework this Python cannot run: its hook stays off
     install_framework_hooks()
-    install_server_hooks(lambda: None, lambda: None)
+    install_server_hooks(lambda: None, lambda: None, bootstrap._OTHER_SERVERS)
     install_executor_context()
     applied = patching.applied()
     assert len(applied) >= 25

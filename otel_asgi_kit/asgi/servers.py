@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from otel_asgi_kit.aiohttp.hooks import install_aiohttp_hooks
 from otel_asgi_kit.asgi import daphne, granian, unhooked
 from otel_asgi_kit.asgi.frameworks import install_framework_hooks
 from otel_asgi_kit.asgi.middleware import KitMiddleware
@@ -40,7 +39,13 @@ def wrap_app(app: ASGIApp) -> ASGIApp:
     return KitMiddleware(app)
 
 
-def install_server_hooks(after_logging_config: Callable[[], None], on_server_exit: Callable[[], None]) -> None:
+def install_server_hooks(
+    after_logging_config: Callable[[], None],
+    on_server_exit: Callable[[], None],
+    others: Sequence[tuple[str, Callable[[Callable[[], None]], None]]] = (),
+) -> None:
+    """The ASGI servers' hooks, and ``others`` (name, install(after_logging_config)): servers of another
+    adapter (aiohttp's, given by ``bootstrap``), each installed only when its package is there."""
     global _on_server_exit
     _on_server_exit = on_server_exit
     for name, install in (
@@ -49,7 +54,7 @@ def install_server_hooks(after_logging_config: Callable[[], None], on_server_exi
         ("gunicorn", _hook_gunicorn),
         ("granian", functools.partial(granian.install, wrap_app=wrap_app, on_server_exit=on_server_exit)),
         ("daphne", functools.partial(daphne.install, wrap_app=wrap_app, on_server_exit=on_server_exit)),
-        ("aiohttp", lambda _: install_aiohttp_hooks(on_server_exit)),
+        *others,
     ):
         if importlib.util.find_spec(name) is None:
             continue

@@ -11,7 +11,7 @@ from opentelemetry.trace import TracerProvider
 
 from otel_asgi_kit.core.client_address import TrustedNetworks
 from otel_asgi_kit.core.headers import HeaderCapture
-from otel_asgi_kit.export.tail_sampling import TailSampler
+from otel_asgi_kit.export.tail_sampling import decisions_of
 from otel_asgi_kit.metrics.http_aggregator import HttpServerMetrics
 from otel_asgi_kit.metrics.instruments import HttpServerInstruments
 from otel_asgi_kit.metrics.websocket_aggregator import WebSocketMetrics
@@ -22,14 +22,6 @@ from otel_asgi_kit.version import SCOPE_NAME, SCOPE_VERSION
 
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.30.0"
 NOT_DECIDED: Any = object()
-
-
-def tail_decisions(provider: TracerProvider) -> dict[int, bool] | None:
-    """The decisions of the provider's tail sampler (``export.tail_sampling``), or ``None`` without one."""
-    for processor in getattr(getattr(provider, "_active_span_processor", None), "_span_processors", ()):
-        if isinstance(processor, TailSampler):
-            return processor.decisions
-    return None
 
 
 class Instrumentation:
@@ -72,7 +64,7 @@ class Instrumentation:
         # ``end_span(span, end_ns)``: the compiled span end (``sdk.span_end``) when it applies, else None.
         self.end_span: Any = None
         # The tail sampler's decisions (trace id -> kept), when it runs: exemplars only of kept traces.
-        self.tail_decisions: dict[int, bool] | None = tail_decisions(tracer_provider)
+        self.tail_decisions: dict[int, bool] | None = decisions_of(tracer_provider)
 
     def is_excluded(self, path: str) -> bool:
         return self.excluded is not None and self.excluded.search(path) is not None

@@ -29,8 +29,6 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
-from otel_asgi_kit.sdk.server_span import starts_nothing
-
 _TRACE_ID_LIMIT = (1 << 64) - 1
 
 
@@ -78,8 +76,9 @@ class TailSampler(SpanProcessor):
         for processor in self._processors:
             processor.on_start(span, parent_context)
 
-    def starts_nothing(self) -> bool:
-        return type(self).on_start is TailSampler.on_start and all(starts_nothing(p) for p in self._processors)
+    def starts_nothing(self, quiet: Callable[[Any], bool]) -> bool:
+        """Whether ``on_start`` does nothing: only when each processor behind it is ``quiet``."""
+        return type(self).on_start is TailSampler.on_start and all(quiet(p) for p in self._processors)
 
     def on_end(self, span: ReadableSpan) -> None:
         facts = _facts(span)
@@ -171,3 +170,11 @@ class TailSampler(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return all(processor.force_flush(timeout_millis) for processor in self._processors)
+
+
+def decisions_of(provider: Any) -> dict[int, bool] | None:
+    """The decisions (trace id -> kept) of the provider's tail sampler, or ``None`` without one."""
+    for processor in getattr(getattr(provider, "_active_span_processor", None), "_span_processors", ()):
+        if isinstance(processor, TailSampler):
+            return processor.decisions
+    return None

@@ -106,7 +106,8 @@ class TraceRecorder(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
 
-    def starts_nothing(self) -> bool:
+    def starts_nothing(self, quiet: Callable[[Any], bool]) -> bool:
+        """Whether ``on_start`` does nothing (it does not, unless a subclass changed it)."""
         return type(self).on_start is TraceRecorder.on_start
 
     def on_end(self, span: ReadableSpan) -> None:

@@ -90,8 +90,8 @@ def starts_nothing(processor: Any) -> bool:
     that says so (``starts_nothing()``, e.g. the trace pages' recorder)."""
     if getattr(type(processor), "on_start", None) in _QUIET_ON_START:
         return True
-    says = getattr(processor, "starts_nothing", None)
-    return bool(says()) if callable(says) else False
+    says = getattr(processor, "starts_nothing", None)  # asked with this test for the processors behind it
+    return bool(says(starts_nothing)) if callable(says) else False
 
 
 def quiet_processors(multi: Any) -> tuple[Any, ...] | None:

@@ -138,12 +138,11 @@ def _tail_decisions() -> bool:
     """Whether the tail sampler's decisions are found on the provider (exemplars then skip dropped traces)."""
     from opentelemetry.sdk.trace import TracerProvider
 
-    from otel_asgi_kit.core.instrumentation import tail_decisions
-    from otel_asgi_kit.export.tail_sampling import TailSampler
+    from otel_asgi_kit.export.tail_sampling import TailSampler, decisions_of
 
     provider = TracerProvider()
     provider.add_span_processor(TailSampler([], 0.5, 1.0))
-    return tail_decisions(provider) is not None
+    return decisions_of(provider) is not None
 
 
 def _current_span() -> bool:

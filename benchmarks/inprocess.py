@@ -1,6 +1,6 @@
 """In-process A/B: the kit's CPU per request without a server, for savings smaller than run.py's noise.
 
-    python benchmarks/inprocess.py [--base-src DIR] [--path /items/1] [--rounds 5] [--requests 30000]
+    python benchmarks/inprocess.py [--base-src DIR | --base-kit-python PY] [--tail] [--path /items/1] [--rounds 5]
 
 Each run is a fresh interpreter pinned to the server core that sends
 ``--requests`` requests straight into ``app.py``'s ASGI callable (no
@@ -9,7 +9,10 @@ threads: the export threads too, with the OTLP sink of ``sink.py`` on the
 other core). Variants, interleaved round by round: ``bare`` (the app alone),
 ``kit`` (under ``opentelemetry-instrument``, the benchmark's kit settings)
 and, with ``--base-src``, ``kit-base``: the same venv with another checkout's
-``otel_asgi_kit`` first on PYTHONPATH. Runs start in a temporary directory,
+``otel_asgi_kit`` first on PYTHONPATH (only while the installed compiled part
+still fits that checkout), or with ``--base-kit-python`` another venv's own
+install; ``--tail`` adds ``kit-tail`` (``run.py``'s tail-sampling settings).
+A kit run whose ``configure()`` failed is an error, not a figure. Runs start in a temporary directory,
 because ``opentelemetry-instrument`` puts its working directory first on
 PYTHONPATH; each kit run reports which ``otel_asgi_kit`` it imported, and a
 kit-base that imported the kit's own file is an error. The minimum over
@@ -46,6 +49,10 @@ def child(path: str, requests: int) -> None:
 
         kit_file = otel_asgi_kit.__file__ or "-"
         application = otel_asgi_kit.instrument(application)
+        from otel_asgi_kit import _state
+
+        if _state.current_instrumentation() is None:  # configure() failed: this run would measure nothing
+            raise SystemExit("the kit did not configure itself in this run (see the lines above)")
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -101,6 +108,11 @@ def main() -> int:
     parser.add_argument("--kit-python", default=None)
     parser.add_argument("--base-src", default=None, help="a checkout of another revision (its otel_asgi_kit/)")
     parser.add_argument(
+        "--base-kit-python",
+        default=None,
+        help="instead of --base-src: the python of a venv with another revision installed (its own accel/ too)",
+    )
+    parser.add_argument(
         "--tail", action="store_true", help="add kit-tail: the kit with run.py's tail-sampling settings"
     )
     args = parser.parse_args()
@@ -112,7 +124,10 @@ def main() -> int:
         print(f"error: {args.base_src} has no otel_asgi_kit/", file=sys.stderr)
         return 2
     results: dict[str, list[float]] = {"bare": [], "kit": []}
-    if args.base_src:
+    if args.base_src and args.base_kit_python:
+        print("error: --base-src or --base-kit-python, not both", file=sys.stderr)
+        return 2
+    if args.base_src or args.base_kit_python:
         results["kit-base"] = []
     if args.tail:
         results["kit-tail"] = []
@@ -132,11 +147,12 @@ def main() -> int:
         for round_no in range(1, args.rounds + 1):
             for name in results:
                 env = {**kit_env, "OTEL_EXPORTER_PROMETHEUS_PORT": str(free_port())} if name != "bare" else base_env()
-                if name == "kit-base":
+                if name == "kit-base" and args.base_src:
                     env["PYTHONPATH"] = str(Path(args.base_src).resolve())
                 if name == "kit-tail":
                     env.update(TAIL_ENV)
-                value, kit_file = _run(python, name != "bare", env, args.path, args.requests, cwd)
+                runs_with = args.base_kit_python if name == "kit-base" and args.base_kit_python else python
+                value, kit_file = _run(runs_with, name != "bare", env, args.path, args.requests, cwd)
                 results[name].append(value)
                 files[name] = kit_file
                 print(f"round {round_no} {name:8s} {value:7.1f} µs CPU/request  ({kit_file})", flush=True)

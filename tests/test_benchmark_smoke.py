@@ -87,13 +87,13 @@ def test_in_process_ab_runs_and_refuses_a_base_that_is_the_kit_itself() -> None:
     kit's own file (this checkout) is refused, so an A/B can never compare a revision with itself."""
     script = str(ROOT / "benchmarks" / "inprocess.py")
     done = subprocess.run(
-        [sys.executable, script, "--rounds", "1", "--requests", "500"],
+        [sys.executable, script, "--rounds", "1", "--requests", "500", "--tail"],
         capture_output=True,
         text=True,
         timeout=200,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "overhead +" in done.stdout and "bare" in done.stdout
+    assert "overhead +" in done.stdout and "bare" in done.stdout and "kit-tail" in done.stdout
     same = subprocess.run(
         [sys.executable, script, "--rounds", "1", "--requests", "500", "--base-src", str(ROOT)],
         capture_output=True,
@@ -102,3 +102,12 @@ def test_in_process_ab_runs_and_refuses_a_base_that_is_the_kit_itself() -> None:
     )
     assert same.returncode == 2, same.stdout + same.stderr
     assert "kit-base imported the kit's own" in same.stderr
+
+
+@pytest.mark.parametrize("tail", [False, True])
+def test_span_end_micro_benchmark_runs(tail: bool) -> None:
+    """``span_end.py``: one short round times ``span.end()`` and the compiled span end."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "span_end.py"), "--spans", "200", "--rounds", "1"]
+    done = subprocess.run([*command, *(["--tail"] if tail else [])], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "compiled ÷ span.end():" in done.stdout

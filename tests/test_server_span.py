@@ -369,3 +369,18 @@ def test_on_start_is_skipped_only_while_every_processor_starts_nothing(compiled:
     other = TracerProvider()
     other.add_span_processor(Busy())
     assert quiet_processors(other._active_span_processor) is None  # a subclass that starts something
+
+
+def test_a_compiled_part_that_does_not_fit_leaves_the_python_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ``otel-asgi-kit-accel`` build whose ``RootMaker`` takes other arguments (older or newer than the kit):
+    no root maker, and spans still start (a failure here once stopped ``configure()`` altogether)."""
+    _core = pytest.importorskip("otel_asgi_kit_accel._core", reason="otel-asgi-kit-accel is not installed")
+
+    def old_maker(**kwargs: Any) -> Any:
+        raise TypeError("function missing required argument 'multi' (pos 13)")
+
+    monkeypatch.setattr(_core, "RootMaker", old_maker)
+    starter = ServerSpanStarter(TracerProvider().get_tracer("t"))
+    assert starter.root_maker() is None and not starter.use_root_maker()
+    span = starter.start("GET", None, _attrs())
+    assert span.is_recording() and span.name == "GET"

@@ -48,14 +48,15 @@ def install_server_hooks(
     adapter (aiohttp's, given by ``bootstrap``), each installed only when its package is there."""
     global _on_server_exit
     _on_server_exit = on_server_exit
-    for name, install in (
+    servers: list[tuple[str, Callable[[Callable[[], None]], None]]] = [
         ("uvicorn", _hook_uvicorn),
         ("hypercorn", _hook_hypercorn),
         ("gunicorn", _hook_gunicorn),
         ("granian", functools.partial(granian.install, wrap_app=wrap_app, on_server_exit=on_server_exit)),
         ("daphne", functools.partial(daphne.install, wrap_app=wrap_app, on_server_exit=on_server_exit)),
         *others,
-    ):
+    ]
+    for name, install in servers:
         if importlib.util.find_spec(name) is None:
             continue
         try:

@@ -237,6 +237,12 @@ class ServerSpanStarter:
         maker = getattr(_core, "RootMaker", None)
         if maker is None:
             return None
+        try:
+            return self._root_maker(maker)
+        except Exception:  # a build of otel-asgi-kit-accel older or newer than this kit: the Python start
+            return None
+
+    def _root_maker(self, maker: Any) -> Any:
         return maker(
             tracer=self._tracer,
             span_type=ServerSpan,

@@ -312,3 +312,13 @@ def test_the_batch_queue_is_filled_in_c_only_while_emit_would_just_queue(caplog:
     assert len(keep.items) == 16
     ender(starter.start("GET", None, {}), time.time_ns())  # after shutdown: emit ignores it, as it does
     assert len(keep.items) == 16 and not queue
+
+
+def test_doctor_does_not_blame_the_sdk_when_the_extension_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``otel-asgi-kit-accel`` no ender is built, but the SDK side still fits: ``doctor``'s fast-path
+    list stays on ("compiled parts" is where the extension's absence shows)."""
+    from otel_asgi_kit.sdk import shortcuts
+
+    monkeypatch.setattr(span_end, "_core", None)
+    assert span_end.compiled_ender(_Pipeline(compiled=False).starter) is None
+    assert shortcuts.status()["server span end in C"] is True

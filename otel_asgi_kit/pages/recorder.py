@@ -107,7 +107,7 @@ class TraceRecorder(SpanProcessor):
         pass
 
     def starts_nothing(self, quiet: Callable[[Any], bool]) -> bool:
-        """Whether ``on_start`` does nothing (it does not, unless a subclass changed it)."""
+        """Whether ``on_start`` does nothing: true unless a subclass changed it."""
         return type(self).on_start is TraceRecorder.on_start
 
     def on_end(self, span: ReadableSpan) -> None:

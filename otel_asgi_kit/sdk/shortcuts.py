@@ -115,8 +115,8 @@ def _logs_encoded_directly() -> bool:
 
 
 def _span_end() -> bool:
-    """Whether the compiled span end (``otel-asgi-kit-accel``) is built for the kit's own batch processor and
-    can queue its items itself."""
+    """Whether what the compiled span end relies on is there: the SDK's span fields and processor tuple, and
+    the batch processor's fields and ``emit`` (``otel-asgi-kit-accel`` itself: "compiled parts")."""
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -128,8 +128,7 @@ def _span_end() -> bool:
     processor = EncodingSpanProcessor(ConsoleSpanExporter())
     provider.add_span_processor(processor)
     try:
-        built = span_end.compiled_ender(ServerSpanStarter(provider.get_tracer("doctor")))
-        return built is not None and _queue_of(processor) is not None
+        return span_end.fits(ServerSpanStarter(provider.get_tracer("doctor"))) and _queue_of(processor) is not None
     finally:
         provider.shutdown()
 

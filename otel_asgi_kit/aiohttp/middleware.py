@@ -253,16 +253,22 @@ def response_start_of(original: Callable[..., Awaitable[Any]]) -> Any:
     return _start
 
 
+def _writing(response: StreamResponse) -> Any:
+    """The request (not a WebSocket connection) of this task whose response ``response`` is, or ``None``."""
+    traced = current.get()
+    if traced is None or traced.response is not response or isinstance(traced.core, Connection):
+        return None
+    return traced.core
+
+
 def response_write_of(original: Callable[..., Awaitable[None]]) -> Any:
     """``StreamResponse.write``: body bytes."""
 
     async def write(response: StreamResponse, data: Any) -> None:
         await original(response, data)
-        traced = current.get()
-        if traced is not None and traced.response is response:
-            core = traced.core
-            if not isinstance(core, Connection):
-                core.response_bytes += len(data)
+        core = _writing(response)
+        if core is not None:
+            core.response_bytes += len(data)
 
     return write
 
@@ -272,11 +278,9 @@ def response_write_eof_of(original: Callable[..., Awaitable[None]]) -> Any:
 
     async def write_eof(response: StreamResponse, data: Any = b"") -> None:
         await original(response, data)
-        traced = current.get()
-        if traced is not None and traced.response is response:
-            core = traced.core
-            if not isinstance(core, Connection):
-                core.response_bytes += len(data)
-                core.response_complete()
+        core = _writing(response)
+        if core is not None:
+            core.response_bytes += len(data)
+            core.response_complete()
 
     return write_eof

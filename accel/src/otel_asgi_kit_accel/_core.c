@@ -36,7 +36,7 @@ static PyObject *s_type, *s_headers, *s_query_string, *s_method, *s_scheme, *s_p
     *s_http, *s_GET, *s_HTTP, *s_OTHER, *s_empty, *s_user_agent_name, *s_content_length_name, *s_k_method,
     *s_k_path, *s_k_scheme, *s_k_query, *s_k_method_original, *s_k_user_agent, *s_k_version, *s_k_route,
     *s_k_status, *s_k_client, *s_t_body, *s_t_start, *s_t_pathsend, *s_body, *s_more_body, *s_status_key,
-    *s_set_kit_attributes, *s_end, *s_get_span_context, *s_get, *s_empty_bytes;
+    *s_set_kit_attributes, *s_end, *s_get_span_context, *s_get;
 
 /* ------------------------------------------------------------------------------------------------ */
 
@@ -1823,7 +1823,6 @@ PyMODINIT_FUNC PyInit__core(void) {
     INTERN(s_get, "get")
     BYTES(s_user_agent_name, "user-agent")
     BYTES(s_content_length_name, "content-length")
-    BYTES(s_empty_bytes, "")
     INTERN(s__active, "_active")
     INTERN(s__series, "_series")
     INTERN(s__new_series, "_new_series")

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from tests.conftest import Telemetry
 from tests.support.aiohttp_server import serve_in_thread
-from tests.test_accel_core import _pair, _points, _spans
+from tests.test_accel_core import DURATION, _pair, _points, _spans
 
 pytest.importorskip("otel_asgi_kit_accel._core", reason="otel-asgi-kit-accel is not installed")
 
@@ -117,6 +117,12 @@ def _serve(telemetry: Telemetry) -> None:
             time.sleep(0.01)
 
 
+def _untimed(points: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The points without the duration's bucket counts: a real server on a loaded host may take a request
+    past the first bucket on either path (counts, attributes and exemplars still compared)."""
+    return [(p[0], p[1], p[2], *p[4:]) if p[0] == DURATION else p for p in points]
+
+
 def test_both_paths_record_the_same() -> None:
     python, compiled = _pair()
     counting = _Counting(compiled.instrumentation.asgi_core)
@@ -125,7 +131,7 @@ def test_both_paths_record_the_same() -> None:
     _serve(compiled)
     assert counting.started == len(REQUESTS)
     assert _spans(compiled) == _spans(python)
-    assert _points(compiled) == _points(python)
+    assert _untimed(_points(compiled)) == _untimed(_points(python))
     for telemetry in (python, compiled):
         names = {s.name for s in telemetry.spans.get_finished_spans()}
         # every ending is reached: common, 5xx, 401, raised, work after the response, unmatched, propagated

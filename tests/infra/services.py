@@ -84,12 +84,25 @@ def cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(environ.get(CACHE_ENV) or default)
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    # Racy by nature (the port is free now, not at bind time), but the window
-    # is milliseconds and every service fails loudly if it loses the race.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now and not handed out before in this test process.
+
+    Racy by nature (the port is free now, not at bind time), but the window is milliseconds and
+    every service fails loudly if it loses the race. The kernel may give the same port to two
+    ``bind(0)`` calls in a row once the first socket is closed, so a test taking one port for the
+    app and one for the admin server could get one port twice (CI saw the admin server answer
+    ``/healthz`` where the app should have been); ports already given are never given again.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) -> Any:

@@ -1,7 +1,7 @@
 """Where the kit's CPU per request goes: py-spy samples of the kit server under wrk, summed by component.
 
     pip install py-spy                                  # into the kit's venv
-    python benchmarks/cpu_profile.py [--scenario plain] [--seconds 15] [--svg kit.svg]
+    python benchmarks/cpu_profile.py [--scenario plain] [--framework aiohttp] [--seconds 15] [--svg kit.svg]
 
 Starts the kit variant of ``run.py`` (same app, env, pinning and OTLP sink),
 loads it with wrk, samples it with ``py-spy record --format raw --gil`` (only
@@ -56,9 +56,11 @@ MAIN_RULES: list[Rule] = [
     ("SDK util/attributes/resources", lambda fn, fi: "opentelemetry/attributes" in fi or "opentelemetry/sdk/" in fi),
     ("OTel context/propagation", lambda fn, fi: "opentelemetry/context" in fi or "opentelemetry/propagat" in fi),
     ("kit middleware", lambda fn, fi: "otel_asgi_kit/asgi" in fi),
+    ("kit aiohttp adapter", lambda fn, fi: "otel_asgi_kit/aiohttp" in fi or "otel_asgi_kit/core" in fi),
     ("kit other", lambda fn, fi: "otel_asgi_kit/" in fi),
     ("app (starlette)", lambda fn, fi: "/starlette/" in fi),
     ("server (uvicorn/httptools)", lambda fn, fi: "/uvicorn/" in fi or "httptools" in fi),
+    ("app and server (aiohttp)", lambda fn, fi: any(p in fi for p in ("/aiohttp/", "/yarl/", "/multidict/"))),
     ("event loop (asyncio/uvloop)", lambda fn, fi: "/asyncio/" in fi or "uvloop" in fi),
 ]
 # Other threads: labelled by thread name and the first of these found anywhere in the stack.
@@ -114,6 +116,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=list(SCENARIOS), default="plain")
     parser.add_argument("--variant", choices=("kit", "bare"), default="kit", help="bare: the same app uninstrumented")
+    parser.add_argument("--framework", choices=("starlette", "aiohttp"), default="starlette")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--kit-python", default=None)
@@ -127,7 +130,7 @@ def main() -> int:
         print("needs py-spy (pip install py-spy) and wrk", file=sys.stderr)
         return 2
     scenario = SCENARIOS[args.scenario]
-    kit = make_variants(kit_python, None)[args.variant]
+    kit = make_variants(kit_python, None, framework=args.framework)[args.variant]
     raw = args.raw or Path(tempfile.mkdtemp(prefix="kit-profile-")) / "kit.raw"
     windows = 2 if args.svg else 1
     with Sink(kit_python) as sink:

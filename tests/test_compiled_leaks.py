@@ -149,3 +149,63 @@ def test_the_aiohttp_entry_keeps_nothing_per_request(compiled_writers: Any) -> N
     grown = _growth(run)
     provider.shutdown()
     assert grown < ALLOWED, f"{grown} bytes more after {MEASURED} requests"
+
+
+def test_the_compiled_log_paths_keep_nothing_per_record(compiled_writers: Any) -> None:
+    """``LogDirect`` (OTLP bytes queued) and ``EcsLine`` (the stdout line), inside a span and outside one."""
+    import io
+    import logging
+
+    from opentelemetry import trace
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+
+    from otel_asgi_kit.logs.ecs_json import EcsJsonFormatter
+    from otel_asgi_kit.logs.otlp_handler import OtlpLogHandler
+    from otel_asgi_kit.sdk.encoded import EncodingLogRecordProcessor
+
+    class Discard(LogRecordExporter):
+        def export(self, batch: Any) -> Any:
+            return LogRecordExportResult.SUCCESS
+
+        def shutdown(self) -> None:
+            pass
+
+        def force_flush(self, timeout_millis: int = 30_000) -> bool:
+            return True
+
+    provider = LoggerProvider(resource=StableResource({"service.name": "leaks"}))
+    provider.add_log_record_processor(
+        EncodingLogRecordProcessor(Discard(), schedule_delay_millis=50, max_queue_size=4096)
+    )
+    otlp = OtlpLogHandler(provider)
+    stdout = logging.StreamHandler(io.StringIO())
+    stdout.setFormatter(EcsJsonFormatter("leaks"))
+    logger = logging.getLogger("test_compiled_leaks.logs")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.handlers = [otlp, stdout]
+    span = trace.NonRecordingSpan(trace.SpanContext(1 << 100, 1 << 60, False, trace.TraceFlags(1)))
+
+    def run(n: int) -> None:
+        stream: Any = stdout.stream
+        stream.seek(0)
+        stream.truncate()
+        for i in range(n):
+            if i % 2:
+                with trace.use_span(span):
+                    logger.info("record %d", i)
+            else:
+                logger.warning("outside")
+        stream.seek(0)
+        stream.truncate()
+
+    try:
+        grown = _growth(run)
+        formatter = stdout.formatter
+        assert isinstance(formatter, EcsJsonFormatter) and formatter._compiled is not None
+        assert otlp._direct_state[2] is not None  # both compiled paths were the ones run
+    finally:
+        logger.handlers = []
+        provider.shutdown()
+    assert grown < ALLOWED, f"{grown} bytes more after {MEASURED} records"

@@ -129,9 +129,13 @@ def _document(formatter: EcsJsonFormatter, record: logging.LogRecord) -> dict[st
     return doc
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["python", "compiled"])
 @pytest.mark.parametrize("in_span", [False, True])
-def test_fast_line_is_the_plain_encoding_of_the_document(in_span: bool) -> None:
-    """``format`` writes fields directly; it must be exactly what json writes for the same document."""
+def test_fast_line_is_the_plain_encoding_of_the_document(in_span: bool, compiled: bool) -> None:
+    """``format`` writes fields directly (in C too); it must be exactly what json writes for the same document."""
+    from otel_asgi_kit.sdk import accel
+
+    assert accel.use(compiled).startswith("compiled" if compiled else "pure Python"), accel.status()
     formatter = EcsJsonFormatter('shop "svc"')
     tracer = TracerProvider().get_tracer("t")
     encode = json.JSONEncoder(default=str).encode
@@ -142,6 +146,7 @@ def test_fast_line_is_the_plain_encoding_of_the_document(in_span: bool) -> None:
         else:
             fast, plain = formatter.format(record), encode(_document(formatter, record))
         assert fast == plain
+    accel.use(True)
 
 
 def test_access_log_fields() -> None:

@@ -7,6 +7,12 @@ the same as this one but would still need the trace fields and the access-log
 fields added by hand, so it would buy nothing but a dependency. The field names
 follow ECS; ``ensure_ascii`` escapes every control and non-ASCII character,
 so no user-supplied text can start a new line or inject a terminal escape.
+
+With the compiled writers on (``sdk.accel``), the line of a plain record (no
+``extra=`` fields, no exception or stack, not an access log) is written in C
+(``otel_asgi_kit_accel._core.EcsLine``) from the same pieces: this
+formatter's head strings, json's escaping and the current span's ids.
+``tests/test_log_direct.py`` compares both writers' lines.
 """
 
 from __future__ import annotations
@@ -18,7 +24,13 @@ import traceback
 from typing import Any
 
 from otel_asgi_kit.logs.access import ACCESS_LOGGERS, access_fields
+from otel_asgi_kit.sdk import accel
 from otel_asgi_kit.sdk.current import span_context
+
+try:
+    from otel_asgi_kit_accel import _core
+except ImportError:  # not installed
+    _core = None  # type: ignore[assignment]
 
 # A plain LogRecord has about 22 attributes; more means ``extra=`` fields to copy.
 _PLAIN_RECORD_SIZE = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) + 1
@@ -37,6 +49,8 @@ class EcsJsonFormatter(logging.Formatter):
         self._second = -1
         self._second_text = ""
         self._heads: dict[tuple[str, str], tuple[str, str]] = {}
+        self._compiled: Any = None  # (whether the compiled writers were on, the C line writer or None)
+        self._compiled_for: bool | None = None
 
     def _timestamp(self, created: float) -> str:
         second = int(created)
@@ -51,9 +65,15 @@ class EcsJsonFormatter(logging.Formatter):
         The five fixed fields and the trace ids are written into the line
         directly (their values escaped by the encoder's own string function);
         only the rest (access-log fields, ``extra=`` fields, errors) goes
-        through the encoder. ``tests/test_logging.py`` checks both give the
+        through the encoder. ``tests/test_logs.py`` checks both give the
         same line.
         """
+        if accel.compiled() is not self._compiled_for:
+            self._compiled = self._line_writer()
+        if self._compiled is not None:
+            line = self._compiled(record)
+            if line is not None:
+                return line  # type: ignore[no-any-return]
         message = record.getMessage()
         if message.endswith("\n"):
             message = message.rstrip("\n")  # uvicorn ends its error message in a newline
@@ -74,6 +94,24 @@ class EcsJsonFormatter(logging.Formatter):
             return line + "}"
         rest = self._rest(record, name, ctx is not None)
         return f"{line}, {_encode(rest)[1:]}" if rest else line + "}"
+
+    def _line_writer(self) -> Any:
+        """The C line writer for plain records, while the compiled writers are on; else None."""
+        on = accel.compiled()
+        self._compiled_for = on
+        if not on or _core is None or not hasattr(_core, "EcsLine"):
+            return None
+        try:
+            return _core.EcsLine(
+                record_type=logging.LogRecord,
+                heads=self._heads,
+                escape=_string,
+                span_context=span_context,
+                access=ACCESS_LOGGERS,
+                plain_size=_PLAIN_RECORD_SIZE,
+            )
+        except Exception:  # an extension that does not fit: the Python writer
+            return None
 
     def _head(self, name: str, levelname: str) -> tuple[str, str]:
         head = (

@@ -65,8 +65,7 @@ def install_log_handlers(settings: Settings, logger_provider: LoggerProvider | N
     if log_file is not None:
         _installed.append(log_file)
     if logger_provider is not None and settings.logs_exporters:
-        otlp = OtlpLogHandler(logger_provider)
-        otlp.addFilter(_not_from_exporters)
+        otlp = OtlpLogHandler(logger_provider, quiet=_QUIET_LOGGERS)
         _installed.append(otlp)
     for handler in _installed:
         setattr(handler, _MARK, True)
@@ -142,10 +141,6 @@ def _prints_to_console(handler: logging.Handler) -> bool:
         return getattr(handler, "stream", None) in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
     # Litestar's default root handler: a queue feeding a stderr stream handler.
     return type(handler).__name__ == "QueueListenerHandler"
-
-
-def _not_from_exporters(record: logging.LogRecord) -> bool:
-    return not record.name.startswith(_QUIET_LOGGERS)
 
 
 def _restoring(original: Callable[..., Any]) -> Callable[..., Any]:

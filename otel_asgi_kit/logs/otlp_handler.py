@@ -22,6 +22,18 @@ later gets every record after it. The direct path needs the SDK's private
 ``_multi_log_record_processor._log_record_processors`` and
 ``Logger._is_enabled``; without them, or with attribute limits that need
 truncation, the SDK's path runs.
+
+With the compiled writers on (``sdk.accel``), a plain record (no ``extra=``
+fields, no exception, not an access log, no formatter on this handler, no
+filter added to it) takes the direct path in C
+(``otel_asgi_kit_accel._core.LogDirect``, built per processor tuple): the
+same fields, the same bytes (``tests/test_encoded.py`` compares them), queued
+as the batch processor's ``emit`` queues them. Whatever it does not take,
+the Python code here takes.
+
+The exporters' own loggers (``quiet``: the OTLP exporter's warnings, urllib3)
+are skipped before anything else: what a failing pipeline logs must not feed
+back into it.
 """
 
 from __future__ import annotations
@@ -40,8 +52,13 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_asgi_kit.failsafe import report_once
 from otel_asgi_kit.logs.access import ACCESS_LOGGERS, access_fields
-from otel_asgi_kit.sdk import accel, current
-from otel_asgi_kit.sdk.encoded import GROUPS, EncodingLogRecordProcessor
+from otel_asgi_kit.sdk import accel, current, wire_logs
+from otel_asgi_kit.sdk.encoded import GROUPS, EncodingLogRecordProcessor, _queue_of
+
+try:
+    from otel_asgi_kit_accel import _core
+except ImportError:  # not installed
+    _core = None  # type: ignore[assignment]
 
 _PLAIN = vars(logging.LogRecord("", 0, "", 0, "", (), None))
 # A record's own fields (and what formatters add) are not attributes; extra= fields are.
@@ -78,6 +95,10 @@ def _attribute_value(value: Any, depth: int) -> Any:
         return f"<{type(value).__name__}>"
 
 
+def _report_emit_failure(exc: Exception) -> None:
+    report_once("exporting a log record", exc)
+
+
 def _processors(provider: LoggerProvider) -> Any:
     """The provider's processor tuple (replaced, not mutated, when one is added), or None."""
     return getattr(getattr(provider, "_multi_log_record_processor", None), "_log_record_processors", None)
@@ -86,9 +107,10 @@ def _processors(provider: LoggerProvider) -> Any:
 class OtlpLogHandler(logging.Handler):
     _emitting: ContextVar[bool] = ContextVar("otel_asgi_kit_log_emitting", default=False)
 
-    def __init__(self, logger_provider: LoggerProvider) -> None:
+    def __init__(self, logger_provider: LoggerProvider, quiet: tuple[str, ...] = ()) -> None:
         super().__init__()
         self._provider = logger_provider
+        self._quiet = quiet
         self._loggers: dict[str, Any] = {}
         self._names: dict[str, tuple[Any, Any, bytes]] = {}
         self._levels: dict[int, tuple[str, int, str]] = {}
@@ -96,9 +118,10 @@ class OtlpLogHandler(logging.Handler):
         limits = LogRecordLimits()
         self._max_attributes = limits.max_log_record_attributes
         self._direct_ok = limits.max_log_record_attribute_length is None
-        # (the processor tuple the direct path was decided for, the queue's emit or None): one attribute,
-        # replaced whole, so a thread never pairs one tuple with another's decision.
-        self._direct_state: tuple[Any, Any] = (None, None)
+        # (the processor tuple the direct path was decided for, the queue's emit or None, the compiled direct
+        # path or None): one attribute, replaced whole, so a thread never pairs one tuple with another's decision.
+        self._direct_state: tuple[Any, Any, Any] = (None, None, None)
+        self._direct()
 
     def _logger(self, name: str) -> Any:
         logger = self._loggers.get(name)
@@ -114,14 +137,52 @@ class OtlpLogHandler(logging.Handler):
         state = self._direct_state
         if processors is not state[0]:
             only = processors[0] if self._direct_ok and type(processors) is tuple and len(processors) == 1 else None
-            state = (processors, only._emit if isinstance(only, EncodingLogRecordProcessor) else None)
+            emit = only._emit if isinstance(only, EncodingLogRecordProcessor) else None
+            state = (processors, emit, self._compiled(processors, only) if emit is not None else None)
             self._direct_state = state
         return state[1]
+
+    def _compiled(self, processors: tuple[Any, ...], only: Any) -> Any:
+        """The direct path in C for this processor tuple, when the compiled writers are on; else None."""
+        writer = accel.compiled_log_writer()
+        multi = getattr(self._provider, "_multi_log_record_processor", None)
+        if (
+            writer is None
+            or _core is None
+            or not hasattr(_core, "LogDirect")
+            or vars(self._provider).get("_resource", self) is not self._provider.resource
+        ):
+            return None
+        try:
+            return _core.LogDirect(
+                record_type=logging.LogRecord,
+                handler=self,
+                multi=multi,
+                processors=processors,
+                provider=self._provider,
+                names=self._names,
+                levels=self._levels,
+                access=ACCESS_LOGGERS,
+                emitting=self._emitting,
+                span_context=current.span_context,
+                encode=writer,
+                encode_python=wire_logs.encode_log_fields,
+                time_ns=time_ns,
+                batch=_queue_of(only),
+                emit=only._emit,
+                report=_report_emit_failure,
+                plain_size=_PLAIN_SIZE,
+            )
+        except Exception as exc:  # an extension that does not fit: the Python direct path
+            report_once("setting up the compiled log path", exc)
+            return None
 
     def handle(self, record: logging.LogRecord) -> Any:
         """``Handler.handle`` without the handler's lock: ``emit`` keeps no state another thread could
         see half-written (its caches are single dict stores, the direct path's decision is one
         attribute) and the queue's append is atomic."""
+        if record.name.startswith(self._quiet):
+            return False
         rv: Any = True
         if self.filters:
             rv = self.filter(record)
@@ -129,6 +190,12 @@ class OtlpLogHandler(logging.Handler):
                 return rv
             if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may return a replacement
                 record = rv
+        else:
+            compiled = self._direct_state[2]
+            if compiled is not None:
+                done = compiled(record)
+                if done is not None:
+                    return done
         self.emit(record)
         return rv
 

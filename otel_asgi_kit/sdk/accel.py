@@ -23,6 +23,7 @@ encode_log_fields: Callable[..., bytes] = wire_logs.encode_log_fields
 _status = "pure Python (not switched on yet)"
 _compiled = False
 _compiled_span_writer: Callable[[Any], bytes | None] | None = None
+_compiled_log_writer: Callable[..., bytes | None] | None = None
 
 
 def status() -> str:
@@ -40,12 +41,17 @@ def compiled_span_writer() -> Callable[[Any], bytes | None] | None:
     return _compiled_span_writer
 
 
+def compiled_log_writer() -> Callable[..., bytes | None] | None:
+    """The compiled ``encode_log_fields`` itself (``None`` for what it does not write), when switched on."""
+    return _compiled_log_writer
+
+
 def use(enabled: bool) -> str:
     """Switch to the compiled writers (if ``enabled``, installed and agreeing with Python); returns ``status()``."""
-    global encode_span, encode_log_fields, _status, _compiled, _compiled_span_writer
+    global encode_span, encode_log_fields, _status, _compiled, _compiled_span_writer, _compiled_log_writer
     encode_span, encode_log_fields = wire.encode_span, wire_logs.encode_log_fields
     _compiled = False
-    _compiled_span_writer = None
+    _compiled_span_writer = _compiled_log_writer = None
     if not enabled:
         _status = "pure Python (OTEL_ASGI_KIT_ACCELERATOR=false)"
         return _status
@@ -76,6 +82,7 @@ def use(enabled: bool) -> str:
     encode_log_fields = _either(_wire.encode_log_fields, wire_logs.encode_log_fields)
     _compiled = True
     _compiled_span_writer = _wire.encode_span
+    _compiled_log_writer = _wire.encode_log_fields
     try:
         from otel_asgi_kit_accel import _core  # noqa: F401
     except ImportError:

@@ -195,7 +195,7 @@ _EMIT_NAMES = frozenset(
 )
 
 
-def _queue_of(processor: BatchSpanProcessor) -> Any:
+def _queue_of(processor: Any) -> Any:
     """The batch processor whose ``emit`` the compiled ender may do itself (see ``_EMIT_NAMES``), or ``None``."""
     batch = getattr(processor, "_batch_processor", None)
     code = getattr(getattr(type(batch), "emit", None), "__code__", None)

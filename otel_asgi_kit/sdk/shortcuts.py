@@ -26,6 +26,8 @@ RELIED_ON: dict[str, tuple[str, ...]] = {
     "log records encoded directly": (
         "LoggerProvider instance field: _multi_log_record_processor (its _log_record_processors tuple)",
         "opentelemetry.sdk._logs.Logger._is_enabled",
+        "LoggerProvider instance field: _resource (the compiled path compares it by identity)",
+        "BatchProcessor (the batch log processor's _batch_processor) fields _queue, _pid, _shutdown, ...",
     ),
     "current span read directly": (
         "opentelemetry.context._RUNTIME_CONTEXT._current_context",

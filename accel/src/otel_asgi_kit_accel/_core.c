@@ -30,6 +30,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static PyObject *s_type, *s_headers, *s_query_string, *s_method, *s_scheme, *s_path, *s_http_version, *s_client,
@@ -1675,6 +1676,543 @@ static PyTypeObject EnderType = {
 };
 
 /* ------------------------------------------------------------------------------------------------ */
+/* LogDirect: OtlpLogHandler's direct path (otel_asgi_kit.logs.otlp_handler) for a plain record, in C. Built by
+ * the handler while the provider's only processor is the kit's EncodingLogRecordProcessor, for that processor
+ * tuple. direct(record) returns True (queued, or dropped as the Python path drops it: the provider's switch
+ * off, or a record logged while one is emitted) or None before doing anything when the Python path must take
+ * the record: a LogRecord subclass, extra= fields, exc_info, an access logger, a formatter on the handler, a
+ * processor added since, a logger name or level the handler has not learnt yet, another resource. What it
+ * queues is what _emit_direct queues: the group prefix of the logger's name, then encode_log_fields(...) of
+ * the same fields (the Python writer when the compiled one declines). An Exception on the way is handed to
+ * report (as _emit_direct's caller does) and the record counts as handled. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *record_type, *handler, *multi, *processors, *provider, *names, *levels, *access, *emitting,
+        *span_context, *encode, *encode_python, *time_ns, *batch, *emit, *report;
+    Py_ssize_t plain_size;
+} LogDirectObject;
+
+static PyObject *s_name, *s_levelno, *s_levelname, *s_exc_info, *s_created, *s_formatter, *s_getMessage,
+    *s__log_record_processors, *s_zero;
+
+/* d[key] without a new reference; NULL (no error set) when missing */
+static PyObject *field(PyObject *d, PyObject *key) {
+    PyObject *v = PyDict_GetItemWithError(d, key);
+    return v;
+}
+
+static PyObject *log_direct_work(LogDirectObject *self, PyObject *record, PyObject *rd, PyObject *known,
+                                 PyObject *level, PyObject *created) {
+    PyObject *result = NULL, *body = NULL, *ctx = NULL, *trace_id = NULL, *span_id = NULL, *flags = NULL,
+             *stamp = NULL, *observed = NULL, *encoded = NULL, *item = NULL;
+    PyObject *on = PyObject_CallNoArgs(PyTuple_GET_ITEM(known, 0));
+    int truth = on == NULL ? -1 : PyObject_IsTrue(on);
+    Py_XDECREF(on);
+    if (truth <= 0) {
+        if (truth == 0) result = Py_NewRef(Py_True); /* switched off by the provider's configurator */
+        goto done;
+    }
+    body = PyObject_CallMethodNoArgs(record, s_getMessage);
+    if (body == NULL) goto done;
+    ctx = PyObject_CallNoArgs(self->span_context);
+    if (ctx == NULL) goto done;
+    if (ctx == Py_None) {
+        trace_id = Py_NewRef(s_zero);
+        span_id = Py_NewRef(s_zero);
+        flags = Py_NewRef(s_zero);
+    } else {
+        if (!PyTuple_Check(ctx) || PyTuple_GET_SIZE(ctx) < 4) {
+            PyErr_SetString(PyExc_TypeError, "the current span context is not a SpanContext tuple");
+            goto done;
+        }
+        trace_id = Py_NewRef(PyTuple_GET_ITEM(ctx, 0));
+        span_id = Py_NewRef(PyTuple_GET_ITEM(ctx, 1));
+        flags = PyNumber_Long(PyTuple_GET_ITEM(ctx, 3));
+        if (flags == NULL) goto done;
+    }
+    stamp = PyLong_FromDouble(PyFloat_AS_DOUBLE(created) * 1e9);
+    if (stamp == NULL) goto done;
+    observed = PyObject_CallNoArgs(self->time_ns);
+    if (observed == NULL) goto done;
+    PyObject *args[11] = {stamp,   PyTuple_GET_ITEM(level, 1), PyTuple_GET_ITEM(level, 2), body, Py_None, s_zero,
+                          flags,   trace_id,                   span_id,                    observed, Py_None};
+    encoded = PyObject_Vectorcall(self->encode, args, 11, NULL);
+    if (encoded == Py_None) {
+        Py_DECREF(encoded);
+        encoded = PyObject_Vectorcall(self->encode_python, args, 11, NULL);
+    }
+    if (encoded == NULL) goto done;
+    PyObject *prefix = PyTuple_GET_ITEM(known, 2);
+    if (!PyBytes_Check(encoded) || !PyBytes_Check(prefix)) {
+        PyErr_SetString(PyExc_TypeError, "the log writer did not return bytes");
+        goto done;
+    }
+    Py_ssize_t head = PyBytes_GET_SIZE(prefix), tail = PyBytes_GET_SIZE(encoded);
+    item = PyBytes_FromStringAndSize(NULL, head + tail);
+    if (item == NULL) goto done;
+    memcpy(PyBytes_AS_STRING(item), PyBytes_AS_STRING(prefix), (size_t)head);
+    memcpy(PyBytes_AS_STRING(item) + head, PyBytes_AS_STRING(encoded), (size_t)tail);
+    if (queue_item(self->batch, self->emit, item) < 0) goto done;
+    result = Py_NewRef(Py_True);
+done:
+    Py_XDECREF(body);
+    Py_XDECREF(ctx);
+    Py_XDECREF(trace_id);
+    Py_XDECREF(span_id);
+    Py_XDECREF(flags);
+    Py_XDECREF(stamp);
+    Py_XDECREF(observed);
+    Py_XDECREF(encoded);
+    Py_XDECREF(item);
+    return result;
+}
+
+/* direct(record) -> True, or None: the Python path takes the record */
+static PyObject *log_direct_call(LogDirectObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "direct(record)");
+        return NULL;
+    }
+    PyObject *record = args[0];
+    if (Py_TYPE(record) != (PyTypeObject *)self->record_type) Py_RETURN_NONE;
+    PyObject *rd = PyObject_GenericGetDict(record, NULL);
+    if (rd == NULL) return NULL;
+    PyObject *result = NULL, *handler_fields = NULL, *provider_fields = NULL, *processors = NULL;
+    if (!PyDict_Check(rd) || PyDict_GET_SIZE(rd) > self->plain_size) goto python;
+    PyObject *name = field(rd, s_name), *exc_info = field(rd, s_exc_info), *levelno = field(rd, s_levelno);
+    PyObject *levelname = field(rd, s_levelname), *created = field(rd, s_created);
+    if (PyErr_Occurred()) goto done;
+    if (name == NULL || !PyUnicode_CheckExact(name) || exc_info == NULL || levelno == NULL || levelname == NULL ||
+        created == NULL || !PyFloat_CheckExact(created))
+        goto python;
+    int truth = PyObject_IsTrue(exc_info);
+    if (truth != 0) {
+        if (truth < 0) goto done;
+        goto python;
+    }
+    truth = PySequence_Contains(self->access, name);
+    if (truth != 0) {
+        if (truth < 0) goto done;
+        goto python;
+    }
+    handler_fields = PyObject_GenericGetDict(self->handler, NULL);
+    if (handler_fields == NULL) goto done;
+    PyObject *formatter = field(handler_fields, s_formatter);
+    if (formatter != Py_None) {
+        if (PyErr_Occurred()) goto done;
+        goto python;
+    }
+    processors = PyObject_GetAttr(self->multi, s__log_record_processors);
+    if (processors == NULL) goto done;
+    if (processors != self->processors) goto python;
+    PyObject *known = field(self->names, name);
+    if (known == NULL || !PyTuple_Check(known) || PyTuple_GET_SIZE(known) != 3) {
+        if (PyErr_Occurred()) goto done;
+        goto python;
+    }
+    provider_fields = PyObject_GenericGetDict(self->provider, NULL);
+    if (provider_fields == NULL) goto done;
+    PyObject *resource = field(provider_fields, s__resource);
+    if (resource == NULL || resource != PyTuple_GET_ITEM(known, 1)) {
+        if (PyErr_Occurred()) goto done;
+        goto python;
+    }
+    PyObject *level = field(self->levels, levelno);
+    if (level == NULL || !PyTuple_Check(level) || PyTuple_GET_SIZE(level) != 3) {
+        if (PyErr_Occurred()) goto done;
+        goto python;
+    }
+    truth = PyObject_RichCompareBool(PyTuple_GET_ITEM(level, 0), levelname, Py_EQ);
+    if (truth != 1) {
+        if (truth < 0) goto done;
+        goto python;
+    }
+    PyObject *busy = NULL;
+    if (PyContextVar_Get(self->emitting, Py_False, &busy) < 0) goto done;
+    truth = PyObject_IsTrue(busy);
+    Py_DECREF(busy);
+    if (truth != 0) {
+        if (truth > 0) result = Py_NewRef(Py_True); /* logged while a record is emitted: dropped, as in Python */
+        goto done;
+    }
+    PyObject *token = PyContextVar_Set(self->emitting, Py_True);
+    if (token == NULL) goto done;
+    Py_INCREF(known);
+    Py_INCREF(level);
+    Py_INCREF(created);
+    result = log_direct_work(self, record, rd, known, level, created);
+    Py_DECREF(known);
+    Py_DECREF(level);
+    Py_DECREF(created);
+    PyObject *exc = result == NULL ? PyErr_GetRaisedException() : NULL;
+    int reset = PyContextVar_Reset(self->emitting, token);
+    Py_DECREF(token);
+    if (exc != NULL) {
+        if (reset < 0) {
+            Py_DECREF(exc);
+            goto done;
+        }
+        if (!PyErr_GivenExceptionMatches(exc, PyExc_Exception)) {
+            PyErr_SetRaisedException(exc); /* KeyboardInterrupt, SystemExit: not ours to swallow */
+            goto done;
+        }
+        PyObject *reported = PyObject_CallOneArg(self->report, exc); /* a log line must never break the app */
+        Py_DECREF(exc);
+        if (reported == NULL) goto done;
+        Py_DECREF(reported);
+        result = Py_NewRef(Py_True);
+    } else if (reset < 0) {
+        Py_CLEAR(result);
+    }
+    goto done;
+python:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(processors);
+    Py_XDECREF(provider_fields);
+    Py_XDECREF(handler_fields);
+    Py_DECREF(rd);
+    return result;
+}
+
+#define LOG_DIRECT_FIELDS(X)                                                                                       \
+    X(record_type) X(handler) X(multi) X(processors) X(provider) X(names) X(levels) X(access) X(emitting)          \
+        X(span_context) X(encode) X(encode_python) X(time_ns) X(batch) X(emit) X(report)
+
+static PyObject *log_direct_vectorcall_entry(PyObject *callable, PyObject *const *args, size_t nargsf,
+                                             PyObject *kwnames) {
+    return log_direct_call((LogDirectObject *)callable, args, nargsf, kwnames);
+}
+
+static int log_direct_init(LogDirectObject *self, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"record_type", "handler", "multi", "processors", "provider", "names", "levels",
+                            "access", "emitting", "span_context", "encode", "encode_python", "time_ns", "batch",
+                            "emit", "report", "plain_size", NULL};
+    PyObject *v[16];
+    Py_ssize_t plain_size;
+    if (PyTuple_GET_SIZE(args) != 0) {
+        PyErr_SetString(PyExc_TypeError, "LogDirect() takes keyword arguments only");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOO!OO!O!OOOOOOOOOn", names, &v[0], &v[1], &v[2], &PyTuple_Type,
+                                     &v[3], &v[4], &PyDict_Type, &v[5], &PyDict_Type, &v[6], &v[7], &v[8], &v[9],
+                                     &v[10], &v[11], &v[12], &v[13], &v[14], &v[15], &plain_size))
+        return -1;
+    if (!PyType_Check(v[0]) || !PyContextVar_CheckExact(v[8])) {
+        PyErr_SetString(PyExc_TypeError, "LogDirect: record_type must be a type and emitting a ContextVar");
+        return -1;
+    }
+    int i = 0;
+#define SET(f) Py_XSETREF(self->f, Py_NewRef(v[i])); i++;
+    LOG_DIRECT_FIELDS(SET)
+#undef SET
+    self->plain_size = plain_size;
+    return 0;
+}
+
+static int log_direct_traverse(LogDirectObject *self, visitproc visit, void *arg) {
+#define VISIT(f) Py_VISIT(self->f);
+    LOG_DIRECT_FIELDS(VISIT)
+#undef VISIT
+    return 0;
+}
+
+static int log_direct_clear(LogDirectObject *self) {
+#define CLEAR(f) Py_CLEAR(self->f);
+    LOG_DIRECT_FIELDS(CLEAR)
+#undef CLEAR
+    return 0;
+}
+
+static void log_direct_dealloc(LogDirectObject *self) {
+    PyObject_GC_UnTrack(self);
+    log_direct_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *log_direct_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    LogDirectObject *self = (LogDirectObject *)PyType_GenericNew(type, args, kwargs);
+    if (self != NULL) ((vectorcallfunc *)((char *)self + type->tp_vectorcall_offset))[0] = log_direct_vectorcall_entry;
+    return (PyObject *)self;
+}
+
+static PyObject *log_direct_tp_call(PyObject *self, PyObject *args, PyObject *kwargs) {
+    if (((LogDirectObject *)self)->report == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "LogDirect was not initialised");
+        return NULL;
+    }
+    return PyVectorcall_Call(self, args, kwargs);
+}
+
+typedef struct {
+    LogDirectObject base;
+    vectorcallfunc vectorcall;
+} LogDirectWithCall;
+
+static PyTypeObject LogDirectType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otel_asgi_kit_accel._core.LogDirect",
+    .tp_basicsize = sizeof(LogDirectWithCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(LogDirectWithCall, vectorcall),
+    .tp_new = log_direct_new,
+    .tp_init = (initproc)log_direct_init,
+    .tp_call = log_direct_tp_call,
+    .tp_dealloc = (destructor)log_direct_dealloc,
+    .tp_traverse = (traverseproc)log_direct_traverse,
+    .tp_clear = (inquiry)log_direct_clear,
+    .tp_doc = "direct(record) -> True, or None for the Python path: a plain log record queued as OTLP bytes.",
+};
+
+/* ------------------------------------------------------------------------------------------------ */
+/* EcsLine: otel_asgi_kit.logs.ecs_json.EcsJsonFormatter.format for a plain record, in C. line(record) returns the
+ * JSON line format() would return, or None before doing anything when format()'s Python code must write it: a
+ * LogRecord subclass, extra= fields, exc_info or stack_info, an access logger, a (logger, level) pair the
+ * formatter has not learnt yet, text that is not ASCII after escaping (it always is: the escape is json's
+ * ensure_ascii one, passed in). The head strings come from the formatter's own cache (heads), the escaping from
+ * json (escape), the trace ids from the kit's span_context(); the time is written as Python writes it
+ * (strftime of gmtime for the whole second, the milliseconds truncated). */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *record_type, *heads, *escape, *span_context, *access;
+    Py_ssize_t plain_size;
+    long long second;
+    char second_text[32];
+    Py_ssize_t second_len;
+} EcsLineObject;
+
+static PyObject *s_stack_info, *s_rstrip, *s_newline;
+
+static int ascii_part(PyObject *text) { return PyUnicode_Check(text) && PyUnicode_IS_ASCII(text); }
+
+static PyObject *ecs_line_call(EcsLineObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "line(record)");
+        return NULL;
+    }
+    PyObject *record = args[0];
+    if (Py_TYPE(record) != (PyTypeObject *)self->record_type) Py_RETURN_NONE;
+    PyObject *rd = PyObject_GenericGetDict(record, NULL);
+    if (rd == NULL) return NULL;
+    PyObject *result = NULL, *key = NULL, *message = NULL, *escaped = NULL, *ctx = NULL;
+    if (!PyDict_Check(rd) || PyDict_GET_SIZE(rd) > self->plain_size) goto python;
+    PyObject *name = field(rd, s_name), *levelname = field(rd, s_levelname), *exc_info = field(rd, s_exc_info);
+    PyObject *stack_info = field(rd, s_stack_info), *created = field(rd, s_created);
+    if (PyErr_Occurred()) goto done;
+    if (name == NULL || !PyUnicode_CheckExact(name) || levelname == NULL || exc_info == NULL || stack_info == NULL ||
+        created == NULL || !PyFloat_CheckExact(created))
+        goto python;
+    int truth = PyObject_IsTrue(exc_info);
+    if (truth == 0) truth = PyObject_IsTrue(stack_info);
+    if (truth == 0) truth = PySequence_Contains(self->access, name);
+    if (truth != 0) {
+        if (truth < 0) goto done;
+        goto python;
+    }
+    key = PyTuple_Pack(2, name, levelname);
+    if (key == NULL) goto done;
+    PyObject *head = field(self->heads, key);
+    if (head == NULL || !PyTuple_Check(head) || PyTuple_GET_SIZE(head) != 2 || !ascii_part(PyTuple_GET_ITEM(head, 0)) ||
+        !ascii_part(PyTuple_GET_ITEM(head, 1))) {
+        if (PyErr_Occurred()) goto done;
+        goto python;
+    }
+    Py_INCREF(head);
+    message = PyObject_CallMethodNoArgs(record, s_getMessage);
+    if (message == NULL || !PyUnicode_Check(message)) {
+        Py_DECREF(head);
+        if (message != NULL) goto python; /* a getMessage() of its own that is not str: Python says what happens */
+        goto done;
+    }
+    Py_ssize_t length = PyUnicode_GET_LENGTH(message);
+    if (length > 0 && PyUnicode_READ_CHAR(message, length - 1) == '\n') {
+        PyObject *stripped = PyObject_CallMethodOneArg(message, s_rstrip, s_newline);
+        Py_SETREF(message, stripped);
+        if (message == NULL) {
+            Py_DECREF(head);
+            goto done;
+        }
+    }
+    escaped = PyObject_CallOneArg(self->escape, message);
+    ctx = escaped == NULL ? NULL : PyObject_CallNoArgs(self->span_context);
+    if (ctx == NULL || !ascii_part(escaped)) {
+        Py_DECREF(head);
+        if (ctx != NULL) goto python;
+        goto done;
+    }
+    /* "@timestamp": the second's text (cached), then the milliseconds as Python computes them */
+    double when = PyFloat_AS_DOUBLE(created);
+    if (!(when >= 0 && when < 253402300800.0)) { /* before 1970 or after 9999: Python's own text */
+        Py_DECREF(head);
+        goto python;
+    }
+    long long second = (long long)when;
+    if (second != self->second) {
+        time_t t = (time_t)second;
+        struct tm tm;
+        if (gmtime_r(&t, &tm) == NULL) {
+            Py_DECREF(head);
+            goto python;
+        }
+        size_t n = strftime(self->second_text, sizeof(self->second_text), "%Y-%m-%dT%H:%M:%S", &tm);
+        if (n == 0) {
+            Py_DECREF(head);
+            goto python;
+        }
+        self->second = second;
+        self->second_len = (Py_ssize_t)n;
+    }
+    int ms = (int)((when - (double)second) * 1000);
+    char stamp[48];
+    int stamp_len = snprintf(stamp, sizeof(stamp), "%.*s.%03dZ", (int)self->second_len, self->second_text, ms);
+    char ids[80];
+    Py_ssize_t ids_len = 0;
+    if (ctx != Py_None) {
+        if (!PyTuple_Check(ctx) || PyTuple_GET_SIZE(ctx) < 2) {
+            Py_DECREF(head);
+            PyErr_SetString(PyExc_TypeError, "the current span context is not a SpanContext tuple");
+            goto done;
+        }
+        static const char a[] = ", \"trace.id\": \"", b[] = "\", \"span.id\": \"";
+        memcpy(ids, a, sizeof(a) - 1);
+        ids_len = sizeof(a) - 1;
+        if (put_hex(ids + ids_len, PyTuple_GET_ITEM(ctx, 0), 32) < 0) {
+            Py_DECREF(head);
+            goto done;
+        }
+        ids_len += 32;
+        memcpy(ids + ids_len, b, sizeof(b) - 1);
+        ids_len += sizeof(b) - 1;
+        if (put_hex(ids + ids_len, PyTuple_GET_ITEM(ctx, 1), 16) < 0) {
+            Py_DECREF(head);
+            goto done;
+        }
+        ids_len += 16;
+        ids[ids_len++] = '"';
+    }
+    /* {"@timestamp": "<stamp>", <head0>"message": <escaped>, <head1><ids>} */
+    static const char p1[] = "{\"@timestamp\": \"", p2[] = "\", ", p3[] = "\"message\": ", p4[] = ", ";
+    PyObject *h0 = PyTuple_GET_ITEM(head, 0), *h1 = PyTuple_GET_ITEM(head, 1);
+    Py_ssize_t total = (Py_ssize_t)(sizeof(p1) - 1) + stamp_len + (Py_ssize_t)(sizeof(p2) - 1) + PyUnicode_GET_LENGTH(h0) +
+                       (Py_ssize_t)(sizeof(p3) - 1) + PyUnicode_GET_LENGTH(escaped) + (Py_ssize_t)(sizeof(p4) - 1) +
+                       PyUnicode_GET_LENGTH(h1) + ids_len + 1;
+    result = PyUnicode_New(total, 127);
+    if (result != NULL) {
+        char *out = (char *)PyUnicode_1BYTE_DATA(result);
+#define PUT(data, n)                                                                                                 \
+    memcpy(out, data, (size_t)(n));                                                                                   \
+    out += (n);
+        PUT(p1, sizeof(p1) - 1)
+        PUT(stamp, stamp_len)
+        PUT(p2, sizeof(p2) - 1)
+        PUT(PyUnicode_1BYTE_DATA(h0), PyUnicode_GET_LENGTH(h0))
+        PUT(p3, sizeof(p3) - 1)
+        PUT(PyUnicode_1BYTE_DATA(escaped), PyUnicode_GET_LENGTH(escaped))
+        PUT(p4, sizeof(p4) - 1)
+        PUT(PyUnicode_1BYTE_DATA(h1), PyUnicode_GET_LENGTH(h1))
+        PUT(ids, ids_len)
+#undef PUT
+        *out = '}';
+    }
+    Py_DECREF(head);
+    goto done;
+python:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(key);
+    Py_XDECREF(message);
+    Py_XDECREF(escaped);
+    Py_XDECREF(ctx);
+    Py_DECREF(rd);
+    return result;
+}
+
+#define ECS_LINE_FIELDS(X) X(record_type) X(heads) X(escape) X(span_context) X(access)
+
+static PyObject *ecs_line_vectorcall_entry(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    return ecs_line_call((EcsLineObject *)callable, args, nargsf, kwnames);
+}
+
+static int ecs_line_init(EcsLineObject *self, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"record_type", "heads", "escape", "span_context", "access", "plain_size", NULL};
+    PyObject *v[5];
+    Py_ssize_t plain_size;
+    if (PyTuple_GET_SIZE(args) != 0) {
+        PyErr_SetString(PyExc_TypeError, "EcsLine() takes keyword arguments only");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOOn", names, &v[0], &PyDict_Type, &v[1], &v[2], &v[3], &v[4],
+                                     &plain_size))
+        return -1;
+    if (!PyType_Check(v[0])) {
+        PyErr_SetString(PyExc_TypeError, "EcsLine: record_type must be a type");
+        return -1;
+    }
+    int i = 0;
+#define SET(f) Py_XSETREF(self->f, Py_NewRef(v[i])); i++;
+    ECS_LINE_FIELDS(SET)
+#undef SET
+    self->plain_size = plain_size;
+    self->second = -1;
+    self->second_len = 0;
+    return 0;
+}
+
+static int ecs_line_traverse(EcsLineObject *self, visitproc visit, void *arg) {
+#define VISIT(f) Py_VISIT(self->f);
+    ECS_LINE_FIELDS(VISIT)
+#undef VISIT
+    return 0;
+}
+
+static int ecs_line_clear(EcsLineObject *self) {
+#define CLEAR(f) Py_CLEAR(self->f);
+    ECS_LINE_FIELDS(CLEAR)
+#undef CLEAR
+    return 0;
+}
+
+static void ecs_line_dealloc(EcsLineObject *self) {
+    PyObject_GC_UnTrack(self);
+    ecs_line_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *ecs_line_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    EcsLineObject *self = (EcsLineObject *)PyType_GenericNew(type, args, kwargs);
+    if (self != NULL) ((vectorcallfunc *)((char *)self + type->tp_vectorcall_offset))[0] = ecs_line_vectorcall_entry;
+    return (PyObject *)self;
+}
+
+static PyObject *ecs_line_tp_call(PyObject *self, PyObject *args, PyObject *kwargs) {
+    if (((EcsLineObject *)self)->access == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "EcsLine was not initialised");
+        return NULL;
+    }
+    return PyVectorcall_Call(self, args, kwargs);
+}
+
+typedef struct {
+    EcsLineObject base;
+    vectorcallfunc vectorcall;
+} EcsLineWithCall;
+
+static PyTypeObject EcsLineType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otel_asgi_kit_accel._core.EcsLine",
+    .tp_basicsize = sizeof(EcsLineWithCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(EcsLineWithCall, vectorcall),
+    .tp_new = ecs_line_new,
+    .tp_init = (initproc)ecs_line_init,
+    .tp_call = ecs_line_tp_call,
+    .tp_dealloc = (destructor)ecs_line_dealloc,
+    .tp_traverse = (traverseproc)ecs_line_traverse,
+    .tp_clear = (inquiry)ecs_line_clear,
+    .tp_doc = "line(record) -> the ECS JSON line of a plain record, or None for the Python formatter.",
+};
+
+/* ------------------------------------------------------------------------------------------------ */
 
 #define CORE_FIELDS(X)                                                                                               \
     X(request_type) X(inst) X(methods) X(fields) X(extract) X(redact) X(start_span) X(attach) X(detach) X(current_task)      \
@@ -1869,11 +2407,24 @@ PyMODINIT_FUNC PyInit__core(void) {
     INTERN(s_appendleft, "appendleft")
     INTERN(s_is_set, "is_set")
     INTERN(s_set, "set")
+    INTERN(s_name, "name")
+    INTERN(s_levelno, "levelno")
+    INTERN(s_levelname, "levelname")
+    INTERN(s_exc_info, "exc_info")
+    INTERN(s_created, "created")
+    INTERN(s_formatter, "formatter")
+    INTERN(s_getMessage, "getMessage")
+    INTERN(s__log_record_processors, "_log_record_processors")
+    if ((s_zero = PyLong_FromLong(0)) == NULL) return NULL;
+    INTERN(s_stack_info, "stack_info")
+    INTERN(s_rstrip, "rstrip")
+    INTERN(s_newline, "\n")
     if ((n500 = PyLong_FromLong(500)) == NULL) return NULL;
     if ((empty_tuple = PyTuple_New(0)) == NULL) return NULL;
     if ((n128 = PyLong_FromLong(128)) == NULL || (n64 = PyLong_FromLong(64)) == NULL) return NULL;
     if (PyType_Ready(&RequestBaseType) < 0 || PyType_Ready(&CoreType) < 0 || PyType_Ready(&MakerType) < 0 ||
-        PyType_Ready(&HistType) < 0 || PyType_Ready(&EnderType) < 0)
+        PyType_Ready(&HistType) < 0 || PyType_Ready(&EnderType) < 0 ||
+        PyType_Ready(&LogDirectType) < 0 || PyType_Ready(&EcsLineType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL) return NULL;
@@ -1881,7 +2432,9 @@ PyMODINIT_FUNC PyInit__core(void) {
         PyModule_AddObjectRef(module, "Core", (PyObject *)&CoreType) < 0 ||
         PyModule_AddObjectRef(module, "RootMaker", (PyObject *)&MakerType) < 0 ||
         PyModule_AddObjectRef(module, "HistogramBase", (PyObject *)&HistType) < 0 ||
-        PyModule_AddObjectRef(module, "Ender", (PyObject *)&EnderType) < 0) {
+        PyModule_AddObjectRef(module, "Ender", (PyObject *)&EnderType) < 0 ||
+        PyModule_AddObjectRef(module, "LogDirect", (PyObject *)&LogDirectType) < 0 ||
+        PyModule_AddObjectRef(module, "EcsLine", (PyObject *)&EcsLineType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

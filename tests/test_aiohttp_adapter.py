@@ -48,6 +48,21 @@ async def _gone(request: web.Request) -> web.Response:
     raise web.HTTPNotFound()
 
 
+async def _fails(request: web.Request) -> web.Response:
+    raise ValueError("boom")
+
+
+async def _times_out(request: web.Request) -> web.Response:
+    raise asyncio.TimeoutError()
+
+
+async def _fails_after_its_response(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    await response.prepare(request)
+    await response.write_eof(b"sent")
+    raise KeyError("after the response")
+
+
 async def _echo(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse()
     await ws.prepare(request)
@@ -73,6 +88,9 @@ def served() -> Iterator[tuple[str, Telemetry]]:
         ("/moved", _moved),
         ("/gone/{name}", _gone),
         ("/ws", _echo),
+        ("/fails", _fails),
+        ("/times-out", _times_out),
+        ("/fails-after", _fails_after_its_response),
         ("/healthz", _login),
     ):
         app.router.add_get(path, handler)
@@ -143,6 +161,38 @@ def test_http_exceptions_are_answers_not_errors(
     assert event.__dict__["http.route"] == "/login" and event.__dict__["client.address"] == "203.0.113.9"
     failures = telemetry.points("http.server.auth.failures")
     assert [p.value for p in failures if p.attributes.get("http.route") == "/login"] == [1]
+
+
+def test_what_the_app_raises_is_the_spans_error(served: tuple[str, Telemetry]) -> None:
+    """aiohttp answers an exception with a 500 and a timeout with a 504: the span names the exception."""
+    base, telemetry = served
+    failed, timed_out = httpx.get(base + "/fails"), httpx.get(base + "/times-out")
+    assert (failed.status_code, timed_out.status_code) == (500, 504)
+    for response, kind in ((failed, "ValueError"), (timed_out, "TimeoutError")):
+        span = _span_of(telemetry, response)
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.attributes["error.type"] == kind
+        (event,) = [e for e in span.events if e.name == "exception"]
+        assert str(event.attributes["exception.type"]).endswith(kind)  # asyncio.exceptions.TimeoutError on 3.10
+
+
+def test_an_error_after_the_response_is_the_background_spans(served: tuple[str, Telemetry]) -> None:
+    """The whole response went out, then the handler raised: the client got its 200 and the request span
+    is a success; the error belongs to the work after the response (a background span), as on ASGI."""
+    base, telemetry = served
+    response = httpx.get(base + "/fails-after")
+    assert (response.status_code, response.content) == (200, b"sent")
+    span = _span_of(telemetry, response)
+    assert span.attributes["http.response.status_code"] == 200 and "error.type" not in span.attributes
+    assert span.status.status_code is not StatusCode.ERROR
+    parent = span.context.span_id
+    (background,) = wait_for(
+        lambda: [s for s in telemetry.spans.get_finished_spans() if s.parent and s.parent.span_id == parent],
+        timeout=5,
+    )
+    assert background.name == "GET /fails-after background" and background.kind.name == "INTERNAL"
+    assert background.attributes["error.type"] == "KeyError"
+    assert background.status.status_code is StatusCode.ERROR
 
 
 def test_excluded_path_is_untraced(served: tuple[str, Telemetry]) -> None:

@@ -15,7 +15,7 @@ What is relied on is checked first: if this aiohttp release lacks it, one
 warning says so and aiohttp runs untouched (WebSocket message counting is
 checked on its own: without it connections still get their span).
 
-Patched (all in aiohttp): ``web_protocol.RequestHandler._handle_request``,
+Patched (all in aiohttp): ``web_protocol.RequestHandler._handle_request`` and ``handle_error``,
 ``web_response.StreamResponse._start``/``write``/``write_eof``,
 ``web_ws.WebSocketResponse.receive``/``send_str``/``send_bytes``/``send_frame``,
 ``web_runner.BaseRunner.setup``, ``web._run_app``, ``worker.GunicornWebWorker._run``.
@@ -35,6 +35,7 @@ from otel_asgi_kit.loop_health import ensure_loop_monitor
 from otel_asgi_kit.patching import patch
 
 _HANDLE_REQUEST_PARAMS = ["self", "request", "start_time", "request_handler"]
+_HANDLE_ERROR_PARAMS = ["self", "request", "status", "exc", "message"]
 
 
 _on_server_exit: Callable[[], None] = lambda: None  # noqa: E731 - replaced at install
@@ -95,6 +96,13 @@ def _missing() -> str | None:
         return f"RequestHandler._handle_request takes {params}, expected {_HANDLE_REQUEST_PARAMS}"
     if "_request_handler" not in getattr(handler, "__slots__", ()):
         return "RequestHandler._request_handler not found"
+    code = getattr(getattr(method, "__wrapped__", method), "__code__", None)
+    if code is None or not {"_current_request", "handle_error"} <= set(code.co_names):
+        return "RequestHandler._handle_request does not mark its request (_current_request) or call handle_error"
+    error = getattr(handler, "handle_error", None)
+    params = list(inspect.signature(error).parameters) if callable(error) else []
+    if params != _HANDLE_ERROR_PARAMS or inspect.iscoroutinefunction(error):
+        return f"RequestHandler.handle_error takes {params}, expected {_HANDLE_ERROR_PARAMS}"
     for name in ("_start", "write", "write_eof"):
         if not inspect.iscoroutinefunction(getattr(web_response.StreamResponse, name, None)):
             return f"StreamResponse.{name} not found"
@@ -128,9 +136,10 @@ def _hook_requests() -> None:
 
     from otel_asgi_kit.aiohttp import middleware
 
-    # Each replacement is one coroutine around the original (no second layer per call: these run for
-    # every request).
+    # Each replacement is at most one coroutine around the original (no second layer per call: these run
+    # for every request); ``_start`` and ``handle_error`` add none.
     patch(RequestHandler, "_handle_request", middleware.handle_request_of)
+    patch(RequestHandler, "handle_error", middleware.handle_error_of)
     patch(StreamResponse, "_start", middleware.response_start_of)
     patch(StreamResponse, "write", middleware.response_write_of)
     patch(StreamResponse, "write_eof", middleware.response_write_eof_of)

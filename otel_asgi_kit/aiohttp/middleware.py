@@ -20,6 +20,7 @@ for every uncommon ending, the same ``RequestLogic`` in Python.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
@@ -47,12 +48,13 @@ Handler = Callable[[BaseRequest], Awaitable[StreamResponse]]
 class Traced:
     """One request (or WebSocket connection) in flight; lives in its task's context only."""
 
-    __slots__ = ("core", "error", "inst", "request", "response", "returned_after_end")
+    __slots__ = ("core", "error", "inst", "protocol", "request", "response", "returned_after_end")
 
     def __init__(self, inst: Instrumentation, request: BaseRequest, core: RequestLogic | Connection) -> None:
         self.inst = inst
         self.request = request
         self.core = core
+        self.protocol: Any = None
         self.response: StreamResponse | None = None
         self.error: BaseException | None = None
         self.returned_after_end = False
@@ -93,9 +95,10 @@ def handle_request_of(original: Callable[..., Awaitable[tuple[StreamResponse, bo
         except Exception as exc:  # telemetry must never break the app
             report_once("starting a request span", exc)
             return await original(protocol, request, start_time, handler)
+        traced.protocol = protocol
         current.set(traced)  # the request's own task
         try:
-            response, reset = await original(protocol, request, start_time, _record_errors(traced, handler))
+            response, reset = await original(protocol, request, start_time, handler)
         except BaseException as exc:  # the response could not be sent, or the task was cancelled
             _finish(traced, traced.error or exc)
             raise
@@ -156,22 +159,25 @@ def _start(inst: Instrumentation, request: BaseRequest) -> Traced:
     return Traced(inst, request, core)
 
 
-def _record_errors(traced: Traced, handler: Handler) -> Handler:
-    """The app's handler; what it raises (other than an ``HTTPException`` answer) is kept for the span."""
+def handle_error_of(original: Callable[..., StreamResponse]) -> Any:
+    """``RequestHandler.handle_error``: aiohttp's 500 (504 on a timeout) for what the app raised; kept for the span.
 
-    async def recorded(request: BaseRequest) -> StreamResponse:
-        try:
-            response = await handler(request)
-        except HTTPException:
-            raise  # an answer (404, 302, ...), not an error; a 5xx one is marked by its status
-        except Exception as exc:
-            traced.error = exc
-            raise
-        # The app returned after its response was complete: its later work is its own (a background span).
-        traced.returned_after_end = bool(getattr(traced.core, "done_at", 0.0))
-        return response
+    Called inside ``_handle_request``'s ``except`` (the exception is current even when aiohttp
+    does not pass it, as for the 504); an ``HTTPException`` is an answer, not an error, and never
+    reaches it.
+    """
 
-    return recorded
+    def handle_error(
+        protocol: Any, request: BaseRequest, status: int = 500, exc: BaseException | None = None, message: Any = None
+    ) -> StreamResponse:
+        traced = current.get()
+        if traced is not None and traced.request is request and traced.error is None:
+            error = exc if exc is not None else sys.exc_info()[1]
+            if isinstance(error, Exception) and not isinstance(error, HTTPException):
+                traced.error = error
+        return original(protocol, request, status, exc, message)
+
+    return handle_error
 
 
 def _finish(traced: Traced, exc: BaseException | None) -> None:
@@ -232,25 +238,34 @@ def route_of(request: BaseRequest) -> str | None:
 
 
 def response_start_of(original: Callable[..., Awaitable[Any]]) -> Any:
-    """``StreamResponse._start``: the status and the trace header, before the headers are written."""
+    """``StreamResponse._start``: the status and the trace header, before the headers are written.
 
-    async def _start(response: StreamResponse, request: Any) -> Any:
+    Not a coroutine of its own: it returns aiohttp's (``prepare`` awaits what it returns), so a
+    request's response adds no coroutine here; only a WebSocket handshake, recorded after the 101
+    is written, goes through ``_accepted``.
+    """
+
+    def _start(response: StreamResponse, request: Any) -> Awaitable[Any]:
         traced = current.get()
         if traced is None or traced.request is not request:
-            return await original(response, request)
+            return original(response, request)
         traced.response = response
         core = traced.core
         name = traced.inst.trace_header_name
         if name:
             response.headers[name] = core.trace_header().decode("latin-1")
-        if not isinstance(core, Connection):
-            core.response_started(response.status)
-            return await original(response, request)
-        writer = await original(response, request)
-        accept(core, response, route_of(request))  # the 101 is written: the handshake succeeded
-        return writer
+        if isinstance(core, Connection):
+            return _accepted(original(response, request), core, response, request)
+        core.response_started(response.status)
+        return original(response, request)
 
     return _start
+
+
+async def _accepted(starting: Awaitable[Any], core: Connection, response: StreamResponse, request: Any) -> Any:
+    writer = await starting
+    accept(core, response, route_of(request))  # the 101 is written: the handshake succeeded
+    return writer
 
 
 def _writing(response: StreamResponse) -> Any:
@@ -278,9 +293,15 @@ def response_write_eof_of(original: Callable[..., Awaitable[None]]) -> Any:
 
     async def write_eof(response: StreamResponse, data: Any = b"") -> None:
         await original(response, data)
-        core = _writing(response)
-        if core is not None:
-            core.response_bytes += len(data)
-            core.response_complete()
+        traced = current.get()
+        if traced is None or traced.response is not response or isinstance(traced.core, Connection):
+            return
+        core = traced.core
+        core.response_bytes += len(data)
+        if not core.done_at:
+            # Written while the app's handler still runs: what it does after is its own work (a
+            # background span), not the server's (aiohttp clears this once the handler returned).
+            traced.returned_after_end = getattr(traced.protocol, "_current_request", None) is traced.request
+        core.response_complete()
 
     return write_eof

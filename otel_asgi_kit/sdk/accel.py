@@ -84,11 +84,13 @@ def use(enabled: bool) -> str:
     _compiled_span_writer = _wire.encode_span
     _compiled_log_writer = _wire.encode_log_fields
     try:
-        from otel_asgi_kit_accel import _core  # noqa: F401
+        from otel_asgi_kit_accel import _core
     except ImportError:
         path = "the ASGI request path in Python (this build has no compiled one)"
     else:
         path = "the ASGI request path compiled too (unless headers are captured)"
+        if hasattr(_core, "LogDirect") and hasattr(_core, "EcsLine"):
+            path += "; plain log records' OTLP bytes and stdout lines compiled too"
     _status = f"compiled (otel-asgi-kit-accel {otel_asgi_kit_accel.__version__}), Python for uncommon cases; {path}"
     return _status
 

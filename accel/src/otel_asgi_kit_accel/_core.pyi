@@ -97,3 +97,40 @@ class Ender:
         steps: tuple[tuple[Any, ...], ...],
     ) -> None: ...
     def __call__(self, span: Any, end_ns: int) -> None: ...
+
+class LogDirect:
+    def __init__(
+        self,
+        *,
+        record_type: type,
+        handler: Any,
+        multi: Any,
+        processors: tuple[Any, ...],
+        provider: Any,
+        names: dict[str, Any],
+        levels: dict[int, Any],
+        access: Any,
+        emitting: Any,
+        span_context: Any,
+        encode: Any,
+        encode_python: Any,
+        time_ns: Any,
+        batch: Any,
+        emit: Any,
+        report: Any,
+        plain_size: int,
+    ) -> None: ...
+    def __call__(self, record: Any) -> bool | None: ...
+
+class EcsLine:
+    def __init__(
+        self,
+        *,
+        record_type: type,
+        heads: dict[tuple[str, str], tuple[str, str]],
+        escape: Any,
+        span_context: Any,
+        access: Any,
+        plain_size: int,
+    ) -> None: ...
+    def __call__(self, record: Any) -> str | None: ...

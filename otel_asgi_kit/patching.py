@@ -32,6 +32,7 @@ KNOWN: dict[str, str] = {
     "gunicorn.glogging.Logger.setup": "put the kit's log handlers back after gunicorn's logging set-up",
     # aiohttp.web: the request core around every request, whatever server runs the app.
     "aiohttp.web_protocol.RequestHandler._handle_request": "one server request per aiohttp request",
+    "aiohttp.web_protocol.RequestHandler.handle_error": "what the app raised, where aiohttp answers it",
     "aiohttp.web_response.StreamResponse._start": "status and the trace header",
     "aiohttp.web_response.StreamResponse.write": "response body bytes",
     "aiohttp.web_response.StreamResponse.write_eof": "the response's end",

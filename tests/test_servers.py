@@ -121,13 +121,24 @@ def test_fastapi_native_telemetry_is_not_doubled(receiver: OtlpReceiver) -> None
     assert scopes == {"otel_asgi_kit"}
 
 
+def _items_count(text: str) -> str | None:
+    counts = [
+        line.rsplit(" ", 1)[1]
+        for line in text.splitlines()
+        if line.startswith("http_server_request_duration_seconds_count") and 'http_route="/items/{item_id}"' in line
+    ]
+    return counts[0] if len(counts) == 1 else None
+
+
 def test_prometheus_admin_port_serves_red_metrics(receiver: OtlpReceiver) -> None:
     """/metrics on the admin port shows the duration histogram by route; not on the app's port."""
     with run_server("uvicorn", "examples.starlette_app:app", kit_env(receiver.endpoint)) as srv:
         for _ in range(4):
             httpx.get(srv.base_url + "/items/1")
         admin = f"http://127.0.0.1:{srv.admin_port}"
-        text = httpx.get(admin + "/metrics").text
+        # A request is counted just after its last byte went out: the client may ask first.
+        text = wait_for(lambda: _items_count(t := httpx.get(admin + "/metrics").text) == "4.0" and t, timeout=10)
+        assert text, httpx.get(admin + "/metrics").text
         assert httpx.get(admin + "/healthz").status_code == 200
         assert httpx.get(srv.base_url + "/metrics").status_code == 404
     series = [

@@ -457,3 +457,14 @@ def test_the_compiled_trace_header_is_pythons() -> None:
         for flags in (0, 1):
             span = NonRecordingSpan(SpanContext(trace_id, span_id, False, TraceFlags(flags)))
             assert _core.trace_header_value(span) == trace_header_value(span)
+
+
+@pytest.mark.parametrize("name", ["RootMaker", "Ender", "LogDirect", "EcsLine"])
+def test_an_object_never_initialised_refuses_calls(name: str) -> None:
+    """``__new__`` without ``__init__`` (fields empty): a call raises instead of reading NULL fields."""
+    kind = getattr(_core, name)
+    blank = kind.__new__(kind)
+    with pytest.raises(RuntimeError, match="was not initialised"):
+        blank(None)
+    with pytest.raises(RuntimeError, match="was not initialised"):
+        blank(None, None)

@@ -231,11 +231,15 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 original = RequestHandler._handle_request
+original_error = RequestHandler.handle_error
 
 async def changed(self, request, start_time, request_handler, extra=None):  # a release that changed it
     return await original(self, request, start_time, request_handler)
 
-RequestHandler._handle_request = changed
+def changed_error(self, request, status=500, exc=None, message=None, extra=None):
+    return original_error(self, request, status, exc, message)
+
+RequestHandler.CHANGED = CHANGED_METHOD
 import otel_asgi_kit
 
 otel_asgi_kit.configure()
@@ -278,14 +282,18 @@ def test_app_built_before_the_kit_is_traced(receiver: OtlpReceiver, tmp_path: Pa
     assert spans[0].trace_id == _trace_id(response)
 
 
-def test_unknown_aiohttp_internals_leave_the_app_alone(receiver: OtlpReceiver, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("method", "replacement"), [("_handle_request", "changed"), ("handle_error", "changed_error")])
+def test_unknown_aiohttp_internals_leave_the_app_alone(
+    receiver: OtlpReceiver, tmp_path: Path, method: str, replacement: str
+) -> None:
     """If aiohttp's request path is not what the kit expects: one warning, the app serves, untraced."""
-    response, _, stderr = _run_script(BROKEN_AIOHTTP, receiver, tmp_path)
+    code = BROKEN_AIOHTTP.replace("CHANGED_METHOD", replacement).replace("CHANGED", method)
+    response, _, stderr = _run_script(code, receiver, tmp_path)
     assert response.status_code == 200 and response.json() == {"id": "5"}
     assert "traceresponse" not in response.headers
     warnings = [line for line in stderr.splitlines() if "aiohttp requests are not traced" in line]
     assert len(warnings) == 1, stderr
-    assert "_handle_request takes" in warnings[0]
+    assert f"{method} takes" in warnings[0]
     assert receiver.spans() == []
 
 

@@ -268,12 +268,12 @@ async def _accepted(starting: Awaitable[Any], core: Connection, response: Stream
     return writer
 
 
-def _writing(response: StreamResponse) -> Any:
+def _writing(response: StreamResponse) -> Traced | None:
     """The request (not a WebSocket connection) of this task whose response ``response`` is, or ``None``."""
     traced = current.get()
     if traced is None or traced.response is not response or isinstance(traced.core, Connection):
         return None
-    return traced.core
+    return traced
 
 
 def response_write_of(original: Callable[..., Awaitable[None]]) -> Any:
@@ -281,8 +281,9 @@ def response_write_of(original: Callable[..., Awaitable[None]]) -> Any:
 
     async def write(response: StreamResponse, data: Any) -> None:
         await original(response, data)
-        core = _writing(response)
-        if core is not None:
+        traced = _writing(response)
+        if traced is not None:
+            core: Any = traced.core  # a request's (``_writing`` leaves WebSocket connections out)
             core.response_bytes += len(data)
 
     return write
@@ -293,10 +294,10 @@ def response_write_eof_of(original: Callable[..., Awaitable[None]]) -> Any:
 
     async def write_eof(response: StreamResponse, data: Any = b"") -> None:
         await original(response, data)
-        traced = current.get()
-        if traced is None or traced.response is not response or isinstance(traced.core, Connection):
+        traced = _writing(response)
+        if traced is None:
             return
-        core = traced.core
+        core: Any = traced.core  # a request's (``_writing`` leaves WebSocket connections out)
         core.response_bytes += len(data)
         if not core.done_at:
             # Written while the app's handler still runs: what it does after is its own work (a

@@ -49,8 +49,9 @@ class EcsJsonFormatter(logging.Formatter):
         self._second = -1
         self._second_text = ""
         self._heads: dict[tuple[str, str], tuple[str, str]] = {}
-        self._compiled: Any = None  # (whether the compiled writers were on, the C line writer or None)
-        self._compiled_for: bool | None = None
+        # The C line writer when the compiled writers are on as the formatter is made (the kit makes its
+        # formatters after ``sdk.accel.use``), else None.
+        self._compiled: Any = self._line_writer()
 
     def _timestamp(self, created: float) -> str:
         second = int(created)
@@ -68,8 +69,6 @@ class EcsJsonFormatter(logging.Formatter):
         through the encoder. ``tests/test_logs.py`` checks both give the
         same line.
         """
-        if accel.compiled() is not self._compiled_for:
-            self._compiled = self._line_writer()
         if self._compiled is not None:
             line = self._compiled(record)
             if line is not None:
@@ -96,10 +95,8 @@ class EcsJsonFormatter(logging.Formatter):
         return f"{line}, {_encode(rest)[1:]}" if rest else line + "}"
 
     def _line_writer(self) -> Any:
-        """The C line writer for plain records, while the compiled writers are on; else None."""
-        on = accel.compiled()
-        self._compiled_for = on
-        if not on or _core is None or not hasattr(_core, "EcsLine"):
+        """The C line writer for plain records, when the compiled writers are on; else None."""
+        if not accel.compiled() or _core is None or not hasattr(_core, "EcsLine"):
             return None
         try:
             return _core.EcsLine(

@@ -27,7 +27,7 @@ With the compiled writers on (``sdk.accel``), a plain record (no ``extra=``
 fields, no exception, not an access log, no formatter on this handler, no
 filter added to it) takes the direct path in C
 (``otel_asgi_kit_accel._core.LogDirect``, built per processor tuple): the
-same fields, the same bytes (``tests/test_encoded.py`` compares them), queued
+same fields, the same bytes (``tests/test_log_direct.py`` compares them), queued
 as the batch processor's ``emit`` queues them. Whatever it does not take,
 the Python code here takes.
 

@@ -78,6 +78,62 @@ typedef struct {
     double done_at;
 } RequestObject;
 
+/* ------------------------------------------------------------------------------------------------ */
+/* The CPython plumbing of the module's callable types (RootMaker, Ender, LogDirect, EcsLine), given the object
+ * struct, its field list (FIELDS(X): X(name) per PyObject * field), prefix##_call and prefix##_init: a
+ * vectorcall entry that refuses an object __init__ never filled (guard: a field init always sets), GC
+ * traverse/clear/dealloc over the fields, tp_new installing the entry, tp_call through it, the type object. */
+
+#define VISIT_FIELD(f) Py_VISIT(self->f);
+#define CLEAR_FIELD(f) Py_CLEAR(self->f);
+#define CALLABLE_TYPE(prefix, Object, FIELDS, guard, TypeName, label, doc)                                          \
+    static PyObject *prefix##_vectorcall_entry(PyObject *callable, PyObject *const *args, size_t nargsf,           \
+                                               PyObject *kwnames) {                                                \
+        if (((Object *)callable)->guard == NULL) {                                                                   \
+            PyErr_SetString(PyExc_RuntimeError, label " was not initialised");                                      \
+            return NULL;                                                                                             \
+        }                                                                                                            \
+        return prefix##_call((Object *)callable, args, nargsf, kwnames);                                            \
+    }                                                                                                                \
+    static int prefix##_traverse(Object *self, visitproc visit, void *arg) {                                         \
+        FIELDS(VISIT_FIELD)                                                                                          \
+        return 0;                                                                                                    \
+    }                                                                                                                \
+    static int prefix##_clear(Object *self) {                                                                        \
+        FIELDS(CLEAR_FIELD)                                                                                          \
+        return 0;                                                                                                    \
+    }                                                                                                                \
+    static void prefix##_dealloc(Object *self) {                                                                     \
+        PyObject_GC_UnTrack(self);                                                                                   \
+        prefix##_clear(self);                                                                                        \
+        Py_TYPE(self)->tp_free((PyObject *)self);                                                                    \
+    }                                                                                                                \
+    static PyObject *prefix##_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {                            \
+        PyObject *self = PyType_GenericNew(type, args, kwargs);                                                      \
+        if (self != NULL) ((vectorcallfunc *)((char *)self + type->tp_vectorcall_offset))[0] = prefix##_vectorcall_entry; \
+        return self;                                                                                                 \
+    }                                                                                                                \
+    static PyObject *prefix##_tp_call(PyObject *self, PyObject *args, PyObject *kwargs) {                            \
+        return PyVectorcall_Call(self, args, kwargs);                                                                \
+    }                                                                                                                \
+    typedef struct {                                                                                                 \
+        Object base;                                                                                                 \
+        vectorcallfunc vectorcall;                                                                                   \
+    } Object##WithCall;                                                                                              \
+    static PyTypeObject TypeName = {                                                                                 \
+        PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otel_asgi_kit_accel._core." label,                                \
+        .tp_basicsize = sizeof(Object##WithCall),                                                                    \
+        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,                            \
+        .tp_vectorcall_offset = offsetof(Object##WithCall, vectorcall),                                              \
+        .tp_new = prefix##_new,                                                                                      \
+        .tp_init = (initproc)prefix##_init,                                                                          \
+        .tp_call = prefix##_tp_call,                                                                                 \
+        .tp_dealloc = (destructor)prefix##_dealloc,                                                                  \
+        .tp_traverse = (traverseproc)prefix##_traverse,                                                              \
+        .tp_clear = (inquiry)prefix##_clear,                                                                         \
+        .tp_doc = doc,                                                                                               \
+    };
+
 static PyTypeObject RequestBaseType;
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1125,10 +1181,6 @@ done:
     X(tracer) X(span_type) X(prototype) X(attributes_type) X(attributes_prototype) X(span_context_type)             \
         X(trace_state) X(flags) X(random) X(allocate_lock) X(time_ns) X(on_start) X(multi) X(quiet) X(fallback)
 
-static PyObject *maker_vectorcall_entry(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
-    return maker_call((MakerObject *)callable, args, nargsf, kwnames);
-}
-
 static int maker_init(MakerObject *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"tracer", "span_type", "prototype", "attributes_type", "attributes_prototype",
                             "span_context_type", "trace_state", "flags", "random", "allocate_lock", "time_ns",
@@ -1154,54 +1206,8 @@ static int maker_init(MakerObject *self, PyObject *args, PyObject *kwargs) {
     return 0;
 }
 
-static int maker_traverse(MakerObject *self, visitproc visit, void *arg) {
-#define VISIT(f) Py_VISIT(self->f);
-    MAKER_FIELDS(VISIT)
-#undef VISIT
-    return 0;
-}
-
-static int maker_clear(MakerObject *self) {
-#define CLEAR(f) Py_CLEAR(self->f);
-    MAKER_FIELDS(CLEAR)
-#undef CLEAR
-    return 0;
-}
-
-static void maker_dealloc(MakerObject *self) {
-    PyObject_GC_UnTrack(self);
-    maker_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyObject *maker_tp_call(PyObject *self, PyObject *args, PyObject *kwargs) {
-    return PyVectorcall_Call(self, args, kwargs);
-}
-
-static PyObject *maker_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    MakerObject *self = (MakerObject *)PyType_GenericNew(type, args, kwargs);
-    if (self != NULL) ((vectorcallfunc *)((char *)self + type->tp_vectorcall_offset))[0] = maker_vectorcall_entry;
-    return (PyObject *)self;
-}
-
-typedef struct {
-    MakerObject base;
-    vectorcallfunc vectorcall;
-} MakerWithCall;
-
-static PyTypeObject MakerType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otel_asgi_kit_accel._core.RootMaker",
-    .tp_basicsize = sizeof(MakerWithCall),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_vectorcall_offset = offsetof(MakerWithCall, vectorcall),
-    .tp_new = maker_new,
-    .tp_init = (initproc)maker_init,
-    .tp_call = maker_tp_call,
-    .tp_dealloc = (destructor)maker_dealloc,
-    .tp_traverse = (traverseproc)maker_traverse,
-    .tp_clear = (inquiry)maker_clear,
-    .tp_doc = "maker(name, attributes) -> a started root SERVER span (see the module's text).",
-};
+CALLABLE_TYPE(maker, MakerObject, MAKER_FIELDS, tracer, MakerType, "RootMaker",
+              "maker(name, attributes) -> a started root SERVER span (see the module's text).")
 
 
 #if PY_VERSION_HEX < 0x030C0000 /* 3.10, 3.11: the raised-exception API of 3.12 */
@@ -1596,10 +1602,6 @@ static PyObject *ender_call(EnderObject *self, PyObject *const *args, size_t nar
 
 #define ENDER_FIELDS(X) X(span_type) X(multi) X(processors) X(resource) X(scope) X(steps)
 
-static PyObject *ender_vectorcall_entry(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
-    return ender_call((EnderObject *)callable, args, nargsf, kwnames);
-}
-
 static int ender_init(EnderObject *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"span_type", "multi", "processors", "resource", "scope", "steps", NULL};
     PyObject *v[6];
@@ -1622,58 +1624,8 @@ static int ender_init(EnderObject *self, PyObject *args, PyObject *kwargs) {
     return 0;
 }
 
-static int ender_traverse(EnderObject *self, visitproc visit, void *arg) {
-#define VISIT(f) Py_VISIT(self->f);
-    ENDER_FIELDS(VISIT)
-#undef VISIT
-    return 0;
-}
-
-static int ender_clear(EnderObject *self) {
-#define CLEAR(f) Py_CLEAR(self->f);
-    ENDER_FIELDS(CLEAR)
-#undef CLEAR
-    return 0;
-}
-
-static void ender_dealloc(EnderObject *self) {
-    PyObject_GC_UnTrack(self);
-    ender_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyObject *ender_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    EnderObject *self = (EnderObject *)PyType_GenericNew(type, args, kwargs);
-    if (self != NULL) ((vectorcallfunc *)((char *)self + type->tp_vectorcall_offset))[0] = ender_vectorcall_entry;
-    return (PyObject *)self;
-}
-
-static PyObject *ender_tp_call(PyObject *self, PyObject *args, PyObject *kwargs) {
-    if (((EnderObject *)self)->steps == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Ender was not initialised");
-        return NULL;
-    }
-    return PyVectorcall_Call(self, args, kwargs);
-}
-
-typedef struct {
-    EnderObject base;
-    vectorcallfunc vectorcall;
-} EnderWithCall;
-
-static PyTypeObject EnderType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otel_asgi_kit_accel._core.Ender",
-    .tp_basicsize = sizeof(EnderWithCall),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_vectorcall_offset = offsetof(EnderWithCall, vectorcall),
-    .tp_new = ender_new,
-    .tp_init = (initproc)ender_init,
-    .tp_call = ender_tp_call,
-    .tp_dealloc = (destructor)ender_dealloc,
-    .tp_traverse = (traverseproc)ender_traverse,
-    .tp_clear = (inquiry)ender_clear,
-    .tp_doc = "ender(span, end_ns): the kit's server span ended and handed to its processors (see the module's text).",
-};
+CALLABLE_TYPE(ender, EnderObject, ENDER_FIELDS, steps, EnderType, "Ender",
+              "ender(span, end_ns): the kit's server span ended and handed to its processors (see the module's text).")
 
 /* ------------------------------------------------------------------------------------------------ */
 /* LogDirect: OtlpLogHandler's direct path (otel_asgi_kit.logs.otlp_handler) for a plain record, in C. Built by
@@ -1696,14 +1648,8 @@ typedef struct {
 static PyObject *s_name, *s_levelno, *s_levelname, *s_exc_info, *s_created, *s_formatter, *s_getMessage,
     *s__log_record_processors, *s_zero;
 
-/* d[key] without a new reference; NULL (no error set) when missing */
-static PyObject *field(PyObject *d, PyObject *key) {
-    PyObject *v = PyDict_GetItemWithError(d, key);
-    return v;
-}
-
-static PyObject *log_direct_work(LogDirectObject *self, PyObject *record, PyObject *rd, PyObject *known,
-                                 PyObject *level, PyObject *created) {
+static PyObject *log_direct_work(LogDirectObject *self, PyObject *record, PyObject *known, PyObject *level,
+                                 PyObject *created) {
     PyObject *result = NULL, *body = NULL, *ctx = NULL, *trace_id = NULL, *span_id = NULL, *flags = NULL,
              *stamp = NULL, *observed = NULL, *encoded = NULL, *item = NULL;
     PyObject *on = PyObject_CallNoArgs(PyTuple_GET_ITEM(known, 0));
@@ -1780,8 +1726,8 @@ static PyObject *log_direct_call(LogDirectObject *self, PyObject *const *args, s
     if (rd == NULL) return NULL;
     PyObject *result = NULL, *handler_fields = NULL, *provider_fields = NULL, *processors = NULL;
     if (!PyDict_Check(rd) || PyDict_GET_SIZE(rd) > self->plain_size) goto python;
-    PyObject *name = field(rd, s_name), *exc_info = field(rd, s_exc_info), *levelno = field(rd, s_levelno);
-    PyObject *levelname = field(rd, s_levelname), *created = field(rd, s_created);
+    PyObject *name = PyDict_GetItemWithError(rd, s_name), *exc_info = PyDict_GetItemWithError(rd, s_exc_info), *levelno = PyDict_GetItemWithError(rd, s_levelno);
+    PyObject *levelname = PyDict_GetItemWithError(rd, s_levelname), *created = PyDict_GetItemWithError(rd, s_created);
     if (PyErr_Occurred()) goto done;
     if (name == NULL || !PyUnicode_CheckExact(name) || exc_info == NULL || levelno == NULL || levelname == NULL ||
         created == NULL || !PyFloat_CheckExact(created))
@@ -1798,7 +1744,7 @@ static PyObject *log_direct_call(LogDirectObject *self, PyObject *const *args, s
     }
     handler_fields = PyObject_GenericGetDict(self->handler, NULL);
     if (handler_fields == NULL) goto done;
-    PyObject *formatter = field(handler_fields, s_formatter);
+    PyObject *formatter = PyDict_GetItemWithError(handler_fields, s_formatter);
     if (formatter != Py_None) {
         if (PyErr_Occurred()) goto done;
         goto python;
@@ -1806,19 +1752,19 @@ static PyObject *log_direct_call(LogDirectObject *self, PyObject *const *args, s
     processors = PyObject_GetAttr(self->multi, s__log_record_processors);
     if (processors == NULL) goto done;
     if (processors != self->processors) goto python;
-    PyObject *known = field(self->names, name);
+    PyObject *known = PyDict_GetItemWithError(self->names, name);
     if (known == NULL || !PyTuple_Check(known) || PyTuple_GET_SIZE(known) != 3) {
         if (PyErr_Occurred()) goto done;
         goto python;
     }
     provider_fields = PyObject_GenericGetDict(self->provider, NULL);
     if (provider_fields == NULL) goto done;
-    PyObject *resource = field(provider_fields, s__resource);
+    PyObject *resource = PyDict_GetItemWithError(provider_fields, s__resource);
     if (resource == NULL || resource != PyTuple_GET_ITEM(known, 1)) {
         if (PyErr_Occurred()) goto done;
         goto python;
     }
-    PyObject *level = field(self->levels, levelno);
+    PyObject *level = PyDict_GetItemWithError(self->levels, levelno);
     if (level == NULL || !PyTuple_Check(level) || PyTuple_GET_SIZE(level) != 3) {
         if (PyErr_Occurred()) goto done;
         goto python;
@@ -1841,7 +1787,7 @@ static PyObject *log_direct_call(LogDirectObject *self, PyObject *const *args, s
     Py_INCREF(known);
     Py_INCREF(level);
     Py_INCREF(created);
-    result = log_direct_work(self, record, rd, known, level, created);
+    result = log_direct_work(self, record, known, level, created);
     Py_DECREF(known);
     Py_DECREF(level);
     Py_DECREF(created);
@@ -1880,11 +1826,6 @@ done:
     X(record_type) X(handler) X(multi) X(processors) X(provider) X(names) X(levels) X(access) X(emitting)          \
         X(span_context) X(encode) X(encode_python) X(time_ns) X(batch) X(emit) X(report)
 
-static PyObject *log_direct_vectorcall_entry(PyObject *callable, PyObject *const *args, size_t nargsf,
-                                             PyObject *kwnames) {
-    return log_direct_call((LogDirectObject *)callable, args, nargsf, kwnames);
-}
-
 static int log_direct_init(LogDirectObject *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"record_type", "handler", "multi", "processors", "provider", "names", "levels",
                             "access", "emitting", "span_context", "encode", "encode_python", "time_ns", "batch",
@@ -1911,58 +1852,8 @@ static int log_direct_init(LogDirectObject *self, PyObject *args, PyObject *kwar
     return 0;
 }
 
-static int log_direct_traverse(LogDirectObject *self, visitproc visit, void *arg) {
-#define VISIT(f) Py_VISIT(self->f);
-    LOG_DIRECT_FIELDS(VISIT)
-#undef VISIT
-    return 0;
-}
-
-static int log_direct_clear(LogDirectObject *self) {
-#define CLEAR(f) Py_CLEAR(self->f);
-    LOG_DIRECT_FIELDS(CLEAR)
-#undef CLEAR
-    return 0;
-}
-
-static void log_direct_dealloc(LogDirectObject *self) {
-    PyObject_GC_UnTrack(self);
-    log_direct_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyObject *log_direct_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    LogDirectObject *self = (LogDirectObject *)PyType_GenericNew(type, args, kwargs);
-    if (self != NULL) ((vectorcallfunc *)((char *)self + type->tp_vectorcall_offset))[0] = log_direct_vectorcall_entry;
-    return (PyObject *)self;
-}
-
-static PyObject *log_direct_tp_call(PyObject *self, PyObject *args, PyObject *kwargs) {
-    if (((LogDirectObject *)self)->report == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "LogDirect was not initialised");
-        return NULL;
-    }
-    return PyVectorcall_Call(self, args, kwargs);
-}
-
-typedef struct {
-    LogDirectObject base;
-    vectorcallfunc vectorcall;
-} LogDirectWithCall;
-
-static PyTypeObject LogDirectType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otel_asgi_kit_accel._core.LogDirect",
-    .tp_basicsize = sizeof(LogDirectWithCall),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_vectorcall_offset = offsetof(LogDirectWithCall, vectorcall),
-    .tp_new = log_direct_new,
-    .tp_init = (initproc)log_direct_init,
-    .tp_call = log_direct_tp_call,
-    .tp_dealloc = (destructor)log_direct_dealloc,
-    .tp_traverse = (traverseproc)log_direct_traverse,
-    .tp_clear = (inquiry)log_direct_clear,
-    .tp_doc = "direct(record) -> True, or None for the Python path: a plain log record queued as OTLP bytes.",
-};
+CALLABLE_TYPE(log_direct, LogDirectObject, LOG_DIRECT_FIELDS, report, LogDirectType, "LogDirect",
+              "direct(record) -> True, or None for the Python path: a plain log record queued as OTLP bytes.")
 
 /* ------------------------------------------------------------------------------------------------ */
 /* EcsLine: otel_asgi_kit.logs.ecs_json.EcsJsonFormatter.format for a plain record, in C. line(record) returns the
@@ -1997,8 +1888,8 @@ static PyObject *ecs_line_call(EcsLineObject *self, PyObject *const *args, size_
     if (rd == NULL) return NULL;
     PyObject *result = NULL, *key = NULL, *message = NULL, *escaped = NULL, *ctx = NULL;
     if (!PyDict_Check(rd) || PyDict_GET_SIZE(rd) > self->plain_size) goto python;
-    PyObject *name = field(rd, s_name), *levelname = field(rd, s_levelname), *exc_info = field(rd, s_exc_info);
-    PyObject *stack_info = field(rd, s_stack_info), *created = field(rd, s_created);
+    PyObject *name = PyDict_GetItemWithError(rd, s_name), *levelname = PyDict_GetItemWithError(rd, s_levelname), *exc_info = PyDict_GetItemWithError(rd, s_exc_info);
+    PyObject *stack_info = PyDict_GetItemWithError(rd, s_stack_info), *created = PyDict_GetItemWithError(rd, s_created);
     if (PyErr_Occurred()) goto done;
     if (name == NULL || !PyUnicode_CheckExact(name) || levelname == NULL || exc_info == NULL || stack_info == NULL ||
         created == NULL || !PyFloat_CheckExact(created))
@@ -2012,7 +1903,7 @@ static PyObject *ecs_line_call(EcsLineObject *self, PyObject *const *args, size_
     }
     key = PyTuple_Pack(2, name, levelname);
     if (key == NULL) goto done;
-    PyObject *head = field(self->heads, key);
+    PyObject *head = PyDict_GetItemWithError(self->heads, key);
     if (head == NULL || !PyTuple_Check(head) || PyTuple_GET_SIZE(head) != 2 || !ascii_part(PyTuple_GET_ITEM(head, 0)) ||
         !ascii_part(PyTuple_GET_ITEM(head, 1))) {
         if (PyErr_Occurred()) goto done;
@@ -2130,10 +2021,6 @@ done:
 
 #define ECS_LINE_FIELDS(X) X(record_type) X(heads) X(escape) X(span_context) X(access)
 
-static PyObject *ecs_line_vectorcall_entry(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
-    return ecs_line_call((EcsLineObject *)callable, args, nargsf, kwnames);
-}
-
 static int ecs_line_init(EcsLineObject *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"record_type", "heads", "escape", "span_context", "access", "plain_size", NULL};
     PyObject *v[5];
@@ -2159,58 +2046,8 @@ static int ecs_line_init(EcsLineObject *self, PyObject *args, PyObject *kwargs) 
     return 0;
 }
 
-static int ecs_line_traverse(EcsLineObject *self, visitproc visit, void *arg) {
-#define VISIT(f) Py_VISIT(self->f);
-    ECS_LINE_FIELDS(VISIT)
-#undef VISIT
-    return 0;
-}
-
-static int ecs_line_clear(EcsLineObject *self) {
-#define CLEAR(f) Py_CLEAR(self->f);
-    ECS_LINE_FIELDS(CLEAR)
-#undef CLEAR
-    return 0;
-}
-
-static void ecs_line_dealloc(EcsLineObject *self) {
-    PyObject_GC_UnTrack(self);
-    ecs_line_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyObject *ecs_line_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    EcsLineObject *self = (EcsLineObject *)PyType_GenericNew(type, args, kwargs);
-    if (self != NULL) ((vectorcallfunc *)((char *)self + type->tp_vectorcall_offset))[0] = ecs_line_vectorcall_entry;
-    return (PyObject *)self;
-}
-
-static PyObject *ecs_line_tp_call(PyObject *self, PyObject *args, PyObject *kwargs) {
-    if (((EcsLineObject *)self)->access == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "EcsLine was not initialised");
-        return NULL;
-    }
-    return PyVectorcall_Call(self, args, kwargs);
-}
-
-typedef struct {
-    EcsLineObject base;
-    vectorcallfunc vectorcall;
-} EcsLineWithCall;
-
-static PyTypeObject EcsLineType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otel_asgi_kit_accel._core.EcsLine",
-    .tp_basicsize = sizeof(EcsLineWithCall),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_vectorcall_offset = offsetof(EcsLineWithCall, vectorcall),
-    .tp_new = ecs_line_new,
-    .tp_init = (initproc)ecs_line_init,
-    .tp_call = ecs_line_tp_call,
-    .tp_dealloc = (destructor)ecs_line_dealloc,
-    .tp_traverse = (traverseproc)ecs_line_traverse,
-    .tp_clear = (inquiry)ecs_line_clear,
-    .tp_doc = "line(record) -> the ECS JSON line of a plain record, or None for the Python formatter.",
-};
+CALLABLE_TYPE(ecs_line, EcsLineObject, ECS_LINE_FIELDS, access, EcsLineType, "EcsLine",
+              "line(record) -> the ECS JSON line of a plain record, or None for the Python formatter.")
 
 /* ------------------------------------------------------------------------------------------------ */
 

@@ -1,6 +1,7 @@
 """In-process A/B: the kit's CPU per request without a server, for savings smaller than run.py's noise.
 
     python benchmarks/inprocess.py [--base-src DIR | --base-kit-python PY] [--tail] [--path /items/1] [--rounds 5]
+                                   [--framework aiohttp]
 
 Each run is a fresh interpreter pinned to the server core that sends
 ``--requests`` requests straight into ``app.py``'s ASGI callable (no
@@ -17,6 +18,12 @@ because ``opentelemetry-instrument`` puts its working directory first on
 PYTHONPATH; each kit run reports which ``otel_asgi_kit`` it imported, and a
 kit-base that imported the kit's own file is an error. The minimum over
 rounds is the figure (noise on a shared machine only adds time).
+
+With ``--framework aiohttp`` the requests go to ``aiohttp_app.py`` instead:
+aiohttp's own ``RequestHandler`` (from ``AppRunner``, access log off) on a
+transport that keeps nothing, fed the request's bytes with
+``data_received`` — aiohttp's parser, routing, response and keep-alive loop
+all run, the kit through its aiohttp hooks; only the socket is left out.
 """
 
 from __future__ import annotations
@@ -86,8 +93,102 @@ def child(path: str, requests: int) -> None:
     print(f"{_MARK} {cpu_us:.2f} {kit_file}", file=sys.stderr, flush=True)
 
 
-def _run(python: str, kit: bool, env: dict[str, str], path: str, requests: int, cwd: str) -> tuple[float, str]:
+class _NullTransport:
+    """The transport of one keep-alive connection: writes are dropped; the first one of a response wakes the client."""
+
+    def __init__(self) -> None:
+        self.waiter: asyncio.Future[None] | None = None
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5555), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def write(self, data: bytes) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def writelines(self, lines: Any) -> None:
+        self.write(b"".join(lines))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def child_aiohttp(path: str, requests: int) -> None:
+    """The measured loop for aiohttp.web, in the child interpreter."""
+    sys.path.insert(0, str(BENCH))
+    kit_file = "-"
+    if os.environ.get("INPROCESS_KIT") == "1":
+        import otel_asgi_kit
+
+        kit_file = otel_asgi_kit.__file__ or "-"
+    import aiohttp_app
+    from aiohttp import web
+
+    if kit_file != "-":
+        from otel_asgi_kit import _state
+
+        if _state.current_instrumentation() is None:
+            raise SystemExit("the kit did not configure itself in this run (see the lines above)")
+    raw = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: inprocess\r\n\r\n".encode()
+
+    async def main() -> float:
+        runner = web.AppRunner(aiohttp_app.make_app(), access_log=None)
+        await runner.setup()
+        protocol = runner.server()
+        transport = _NullTransport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+
+        async def one() -> None:
+            transport.waiter = loop.create_future()
+            protocol.data_received(raw)
+            await transport.waiter
+            await asyncio.sleep(0)  # the server's task ends the request in the step that wrote it
+
+        for _ in range(2000):
+            await one()
+        before = time.process_time()
+        for _ in range(requests):
+            await one()
+        spent = (time.process_time() - before) / requests * 1e6
+        if kit_file != "-":
+            from opentelemetry import trace
+
+            if not trace.get_tracer_provider().get_tracer("inprocess").start_span("check").is_recording():
+                raise SystemExit("the kit's tracer records nothing in this run")
+        protocol.connection_lost(None)
+        await runner.cleanup()
+        return spent
+
+    cpu_us = asyncio.run(main())
+    print(f"{_MARK} {cpu_us:.2f} {kit_file}", file=sys.stderr, flush=True)
+
+
+def _run(
+    python: str, kit: bool, env: dict[str, str], path: str, requests: int, cwd: str, framework: str
+) -> tuple[float, str]:
     script = [python, str(Path(__file__).resolve()), "--child", "--path", path, "--requests", str(requests)]
+    script += ["--framework", framework]
     cmd = [str(Path(python).parent / "opentelemetry-instrument"), *script] if kit else script
     done = subprocess.run(
         pinned(SERVER_CORE, cmd), cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
@@ -103,6 +204,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--path", default="/items/1", help="/items/1 (plain) or /log/1 (one log line)")
+    parser.add_argument("--framework", choices=("starlette", "aiohttp"), default="starlette")
     parser.add_argument("--requests", type=int, default=30000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--kit-python", default=None)
@@ -117,7 +219,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.child:
-        child(args.path, args.requests)
+        (child_aiohttp if args.framework == "aiohttp" else child)(args.path, args.requests)
         return 0
     python = args.kit_python or default_kit_python()
     if args.base_src and not (Path(args.base_src) / "otel_asgi_kit" / "__init__.py").is_file():
@@ -152,7 +254,7 @@ def main() -> int:
                 if name == "kit-tail":
                     env.update(TAIL_ENV)
                 runs_with = args.base_kit_python if name == "kit-base" and args.base_kit_python else python
-                value, kit_file = _run(runs_with, name != "bare", env, args.path, args.requests, cwd)
+                value, kit_file = _run(runs_with, name != "bare", env, args.path, args.requests, cwd, args.framework)
                 results[name].append(value)
                 files[name] = kit_file
                 print(f"round {round_no} {name:8s} {value:7.1f} µs CPU/request  ({kit_file})", flush=True)
@@ -161,7 +263,8 @@ def main() -> int:
         print(f"error: kit-base imported the kit's own {files['kit']}", file=sys.stderr)
         return 2
     bare = min(results["bare"])
-    print(f"\n{args.path}, {args.requests} requests per run, {args.rounds} rounds (minimum; median in brackets):")
+    heading = f"{args.framework} {args.path}, {args.requests} requests per run, {args.rounds} rounds"
+    print(f"\n{heading} (minimum; median in brackets):")
     for name, values in results.items():
         extra = "" if name == "bare" else f"  overhead +{min(values) - bare:.1f} µs"
         print(f"  {name:8s} {min(values):7.1f} µs ({median(values):.1f}){extra}")

@@ -522,13 +522,20 @@ static PyObject *core_start_request(CoreObject *self, PyObject *const *args, Py_
         goto fail;
     int truth = PyObject_IsTrue(query);
     if (truth < 0) goto fail;
-    if (truth && set_item(attributes, s_k_query, PyObject_CallOneArg(self->redact, query)) < 0) goto fail;
+    if (truth) {
+        PyObject *redacted = PyObject_CallOneArg(self->redact, query);
+        int err = set_item(attributes, s_k_query, redacted);
+        Py_XDECREF(redacted);
+        if (err) goto fail;
+    }
     if (method == s_OTHER) {
         PyObject *text = PyObject_Str(raw_method);
         if (text == NULL) goto fail;
         PyObject *cut = PySequence_GetSlice(text, 0, 32);
         Py_DECREF(text);
-        if (set_item(attributes, s_k_method_original, cut) < 0) goto fail;
+        int err = set_item(attributes, s_k_method_original, cut);
+        Py_XDECREF(cut);
+        if (err) goto fail;
     }
     if (user_agent != Py_None && PyDict_SetItem(attributes, s_k_user_agent, user_agent)) goto fail;
     if ((truth = PyObject_IsTrue(version)) < 0) goto fail;

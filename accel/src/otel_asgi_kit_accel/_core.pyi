@@ -49,6 +49,18 @@ class Core:
         background_min: float,
     ) -> None: ...
     def start(self, scope: Any, send: Any) -> RequestBase: ...
+    def start_request(
+        self,
+        raw_method: str,
+        scheme: str,
+        path: str,
+        query: str,
+        parent: Any,
+        user_agent: str | None,
+        http_version: str,
+        request_bytes: int | None,
+        peer: str | None,
+    ) -> RequestBase: ...
 
 class HistogramBase:
     bounds: Any

@@ -104,6 +104,21 @@ def test_in_process_ab_runs_and_refuses_a_base_that_is_the_kit_itself() -> None:
     assert "kit-base imported the kit's own" in same.stderr
 
 
+@pytest.mark.timeout(300)
+def test_in_process_aiohttp_runs_through_aiohttps_request_handler() -> None:
+    """``inprocess.py --framework aiohttp``: one short round gives bare and kit figures, and the kit run has
+    checked that the kit's hooks counted its requests (a kit run that traced nothing fails)."""
+    script = str(ROOT / "benchmarks" / "inprocess.py")
+    done = subprocess.run(
+        [sys.executable, script, "--framework", "aiohttp", "--rounds", "1", "--requests", "500"],
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "aiohttp /items/1" in done.stdout and "overhead +" in done.stdout, done.stdout
+
+
 @pytest.mark.parametrize("tail", [False, True])
 def test_span_end_micro_benchmark_runs(tail: bool) -> None:
     """``span_end.py``: one short round times ``span.end()`` and the compiled span end."""

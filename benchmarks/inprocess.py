@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -45,22 +46,42 @@ _MARK = "inprocess:"
 DURATION_METRIC = "http.server.request.duration"
 
 
+WARM_UP = 2000  # requests before the measured ones: caches, first export batches
+
+
+def _kit_file() -> str:
+    """The ``otel_asgi_kit`` this kit run imported (configured by ``opentelemetry-instrument``), or "-" for bare."""
+    if os.environ.get("INPROCESS_KIT") != "1":
+        return "-"
+    import otel_asgi_kit
+    from otel_asgi_kit import _state
+
+    if _state.current_instrumentation() is None:  # configure() failed: this run would measure nothing
+        raise SystemExit("the kit did not configure itself in this run (see the lines above)")
+    return otel_asgi_kit.__file__ or "-"
+
+
+async def _cpu_per_request(one: Callable[[], Awaitable[None]], requests: int) -> float:
+    """µs of process CPU (all threads, at clock_gettime's resolution) per call of ``one``, after the warm-up."""
+    for _ in range(WARM_UP):
+        await one()
+    before = time.process_time()
+    for _ in range(requests):
+        await one()
+    return (time.process_time() - before) / requests * 1e6
+
+
 def child(path: str, requests: int) -> None:
     """The measured loop, in the child interpreter."""
     sys.path.insert(0, str(BENCH))
     import app as bench
 
+    kit_file = _kit_file()
     application: Any = bench.app
-    kit_file = "-"
-    if os.environ.get("INPROCESS_KIT") == "1":
+    if kit_file != "-":
         import otel_asgi_kit
 
-        kit_file = otel_asgi_kit.__file__ or "-"
         application = otel_asgi_kit.instrument(application)
-        from otel_asgi_kit import _state
-
-        if _state.current_instrumentation() is None:  # configure() failed: this run would measure nothing
-            raise SystemExit("the kit did not configure itself in this run (see the lines above)")
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -82,15 +103,10 @@ def child(path: str, requests: int) -> None:
     async def send(message: dict[str, Any]) -> None:
         pass
 
-    async def main() -> float:
-        for _ in range(2000):  # warm-up: caches, first export batches
-            await application(dict(scope), receive, send)
-        before = time.process_time()  # all threads of the process, at clock_gettime's resolution
-        for _ in range(requests):
-            await application(dict(scope), receive, send)
-        return (time.process_time() - before) / requests * 1e6
+    async def one() -> None:
+        await application(dict(scope), receive, send)
 
-    cpu_us = asyncio.run(main())
+    cpu_us = asyncio.run(_cpu_per_request(one, requests))
     print(f"{_MARK} {cpu_us:.2f} {kit_file}", file=sys.stderr, flush=True)
 
 
@@ -137,19 +153,10 @@ class _NullTransport:
 def child_aiohttp(path: str, requests: int) -> None:
     """The measured loop for aiohttp.web, in the child interpreter."""
     sys.path.insert(0, str(BENCH))
-    kit_file = "-"
-    if os.environ.get("INPROCESS_KIT") == "1":
-        import otel_asgi_kit
-
-        kit_file = otel_asgi_kit.__file__ or "-"
+    kit_file = _kit_file()
     import aiohttp_app
     from aiohttp import web
 
-    if kit_file != "-":
-        from otel_asgi_kit import _state
-
-        if _state.current_instrumentation() is None:
-            raise SystemExit("the kit did not configure itself in this run (see the lines above)")
     raw = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: inprocess\r\n\r\n".encode()
 
     async def main() -> float:
@@ -166,12 +173,7 @@ def child_aiohttp(path: str, requests: int) -> None:
             await transport.waiter
             await asyncio.sleep(0)  # the server's task ends the request in the step that wrote it
 
-        for _ in range(2000):
-            await one()
-        before = time.process_time()
-        for _ in range(requests):
-            await one()
-        spent = (time.process_time() - before) / requests * 1e6
+        spent = await _cpu_per_request(one, requests)
         if kit_file != "-":  # the kit's hooks really recorded these requests (not aiohttp alone, measured as "kit")
             from otel_asgi_kit import _state
 
@@ -180,7 +182,7 @@ def child_aiohttp(path: str, requests: int) -> None:
             data = [m.data for m in (http.collect() if http is not None else []) if m.name == DURATION_METRIC]
             counted = sum(point.count for d in data for point in d.data_points)  # type: ignore[attr-defined]
             if counted < requests:
-                raise SystemExit(f"the kit counted {counted} of {requests + 2000} requests in this run")
+                raise SystemExit(f"the kit counted {counted} of {requests + WARM_UP} requests in this run")
         protocol.connection_lost(None)
         await runner.cleanup()
         return spent

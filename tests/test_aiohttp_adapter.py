@@ -204,6 +204,21 @@ def test_excluded_path_is_untraced(served: tuple[str, Telemetry]) -> None:
     assert len(telemetry.spans.get_finished_spans()) == before
 
 
+def test_a_routes_path_is_kept_by_route_and_unmatched_requests_keep_nothing(served: tuple[str, Telemetry]) -> None:
+    """The route's path is read from its resource once; 404s (a new SystemRoute each) neither name a route nor stay."""
+    from otel_asgi_kit.aiohttp import middleware
+
+    base, telemetry = served
+    first, second = httpx.get(base + "/gone/a"), httpx.get(base + "/gone/b")
+    assert {_span_of(telemetry, r).attributes["http.route"] for r in (first, second)} == {"/gone/{name}"}
+    kept = dict(middleware._ROUTES)
+    assert "/gone/{name}" in kept.values()
+    missing = [httpx.get(base + f"/nowhere/{n}") for n in range(5)]
+    assert all(r.status_code == 404 for r in missing)
+    assert all("http.route" not in (_span_of(telemetry, r).attributes or {}) for r in missing)
+    assert middleware._ROUTES == kept
+
+
 def test_websocket_counts_both_kinds_of_message(served: tuple[str, Telemetry]) -> None:
     """send_str and send_bytes each count once per message; received text counted by its UTF-8 size."""
     base, telemetry = served

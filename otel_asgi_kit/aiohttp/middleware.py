@@ -86,9 +86,15 @@ def handle_request_of(original: Callable[..., Awaitable[tuple[StreamResponse, bo
     async def _handle_request(
         protocol: Any, request: BaseRequest, start_time: Any, handler: Handler
     ) -> tuple[StreamResponse, bool]:
-        inst = _state.current_instrumentation()
+        # ``_state.current_instrumentation()`` without the call (this runs for every request).
+        inst = _state._override
+        if inst is None:
+            inst = _state._installed
         # aiohttp's own answer to an unparsable request (400) reaches no app: like an ASGI server's, untraced.
-        if inst is None or handler is not protocol._request_handler or inst.is_excluded(request.path):
+        if inst is None or handler is not protocol._request_handler:
+            return await original(protocol, request, start_time, handler)
+        excluded = inst.excluded
+        if excluded is not None and excluded.search(request.path) is not None:
             return await original(protocol, request, start_time, handler)
         try:
             traced = _start(inst, request)
@@ -194,9 +200,10 @@ def _finish(traced: Traced, exc: BaseException | None) -> None:
     client = None
     response_attributes = None
     try:
-        peer = request.remote
+        peer = _peer(traced.protocol)
         inst = traced.inst
-        client = client_address(peer, request.headers.items(), inst.trusted_proxies) if peer else None
+        trusted = inst.trusted_proxies
+        client = client_address(peer, request.headers.items(), trusted) if peer and trusted.networks else peer
         response = traced.response
         if response is not None:
             if isinstance(response, FileResponse) and not core.response_bytes and request.method != "HEAD":
@@ -223,18 +230,43 @@ def _finish(traced: Traced, exc: BaseException | None) -> None:
     )
 
 
+def _peer(protocol: Any) -> str | None:
+    """``request.remote`` of a request ``protocol`` serves, as aiohttp made it (no ``clone``), in fewer steps.
+
+    The peer's address from the connection's transport, as ``BaseRequest.remote`` reads it through
+    the request's protocol (``None`` once the connection is gone).
+    """
+    transport = protocol.transport
+    if transport is None:
+        return None
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, (list, tuple)) else peer
+
+
 def route_of(request: BaseRequest) -> str | None:
     """The matched resource's canonical path (``/users/{id}``); ``None`` when nothing matched (404, 405)."""
     match_info = getattr(request, "_match_info", None)  # web.Request after routing; a bare Server has none
     if match_info is None:
         return None
-    resource = match_info.route.resource
-    if resource is None:  # aiohttp's SystemRoute: no resource matched
+    route = match_info.route
+    found = _ROUTES.get(route)
+    if found is not None:
+        return found
+    resource = route.resource
+    if resource is None:  # aiohttp's SystemRoute (404, 405): made per request, never kept
         return None
     canonical: str = resource.canonical
     if isinstance(resource, StaticResource):
-        return canonical + "/{filename}"
+        canonical += "/{filename}"
+    if len(_ROUTES) >= _ROUTES_KEPT:  # apps made and dropped at run time (tests): never more than this
+        _ROUTES.clear()
+    _ROUTES[route] = canonical
     return canonical
+
+
+# A matched route's path, by route (routes are frozen with their app): read from its resource once.
+_ROUTES: dict[Any, str] = {}
+_ROUTES_KEPT = 4096
 
 
 def response_start_of(original: Callable[..., Awaitable[Any]]) -> Any:
@@ -256,7 +288,7 @@ def response_start_of(original: Callable[..., Awaitable[Any]]) -> Any:
             response.headers[name] = core.trace_header().decode("latin-1")
         if isinstance(core, Connection):
             return _accepted(original(response, request), core, response, request)
-        core.response_started(response.status)
+        core.status = response.status  # ``core.response_started``, without the call
         return original(response, request)
 
     return _start
@@ -268,22 +300,15 @@ async def _accepted(starting: Awaitable[Any], core: Connection, response: Stream
     return writer
 
 
-def _writing(response: StreamResponse) -> Traced | None:
-    """The request (not a WebSocket connection) of this task whose response ``response`` is, or ``None``."""
-    traced = current.get()
-    if traced is None or traced.response is not response or isinstance(traced.core, Connection):
-        return None
-    return traced
-
-
 def response_write_of(original: Callable[..., Awaitable[None]]) -> Any:
     """``StreamResponse.write``: body bytes."""
 
     async def write(response: StreamResponse, data: Any) -> None:
         await original(response, data)
-        traced = _writing(response)
-        if traced is not None:
-            core: Any = traced.core  # a request's (``_writing`` leaves WebSocket connections out)
+        # The request (not a WebSocket connection) of this task whose response this is, if any.
+        traced = current.get()
+        if traced is not None and traced.response is response and not isinstance(traced.core, Connection):
+            core: Any = traced.core
             core.response_bytes += len(data)
 
     return write
@@ -294,10 +319,10 @@ def response_write_eof_of(original: Callable[..., Awaitable[None]]) -> Any:
 
     async def write_eof(response: StreamResponse, data: Any = b"") -> None:
         await original(response, data)
-        traced = _writing(response)
-        if traced is None:
+        traced = current.get()  # as in ``write``
+        if traced is None or traced.response is not response or isinstance(traced.core, Connection):
             return
-        core: Any = traced.core  # a request's (``_writing`` leaves WebSocket connections out)
+        core: Any = traced.core
         core.response_bytes += len(data)
         if not core.done_at:
             # Written while the app's handler still runs: what it does after is its own work (a

@@ -43,7 +43,7 @@ lint: $(BIN)/.accel
 # (built once with the Collector Builder, cached), tools/k8scheck (Go, cached) and Elasticsearch (downloaded
 # once from Maven Central, cached) under ~/.cache/otel-asgi-kit.
 services: check-prereqs $(BIN)/.installed
-	command -v prometheus >/dev/null && command -v nginx >/dev/null && command -v chromium >/dev/null && command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus chromium fonts-dejavu-core wrk nginx; }
+	command -v prometheus >/dev/null && command -v nginx >/dev/null && command -v chromium >/dev/null && command -v wrk >/dev/null && command -v callgrind_control >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus chromium fonts-dejavu-core wrk nginx valgrind; }
 	bash collector/build.sh
 	bash collector/build.sh collector/cloudwatch/builder-config.yaml
 	bash tools/k8scheck/build.sh

@@ -8,13 +8,13 @@ say() { echo "make test needs $1" >&2; missing=1; }
 python_ok="$(${PYTHON:-python3} -c 'import sys; print(int(sys.version_info >= (3, 10)))' 2>/dev/null || echo 0)"
 [[ "$python_ok" == 1 ]] || say "Python >= 3.10 as \$PYTHON (found: $(${PYTHON:-python3} --version 2>&1)); install it from your distribution or pyenv"
 
-apt_parts=(prometheus promtool chromium nginx wrk)
+apt_parts=(prometheus promtool chromium nginx wrk valgrind callgrind_control)
 absent=()
 for tool in "${apt_parts[@]}"; do command -v "$tool" >/dev/null || absent+=("$tool"); done
 if (( ${#absent[@]} )) && [[ "$(id -u)" != 0 ]]; then
-  say "root to apt-get install ${absent[*]} (Debian packages prometheus, chromium, nginx, wrk), or install them yourself"
+  say "root to apt-get install ${absent[*]} (Debian packages prometheus, chromium, nginx, wrk, valgrind), or install them yourself"
 elif (( ${#absent[@]} )) && ! command -v apt-get >/dev/null; then
-  say "${absent[*]}: no apt-get here; install Debian's packages prometheus, chromium, nginx, wrk or their equivalents"
+  say "${absent[*]}: no apt-get here; install Debian's packages prometheus, chromium, nginx, wrk, valgrind or their equivalents"
 fi
 
 if ! command -v go >/dev/null; then

@@ -200,14 +200,16 @@ def _finish(traced: Traced, exc: BaseException | None) -> None:
     client = None
     response_attributes = None
     try:
-        peer = _peer(traced.protocol)
+        peer = request.remote
         inst = traced.inst
         trusted = inst.trusted_proxies
         client = client_address(peer, request.headers.items(), trusted) if peer and trusted.networks else peer
         response = traced.response
         if response is not None:
-            if isinstance(response, FileResponse) and not core.response_bytes and request.method != "HEAD":
-                core.response_bytes = response.content_length or 0  # sent by sendfile, not through ``write``
+            # A FileResponse is sent by sendfile, not through ``write``. The isinstance comes last: a
+            # response is a MutableMapping, so it runs ABCMeta's Python check.
+            if not core.response_bytes and request.method != "HEAD" and isinstance(response, FileResponse):
+                core.response_bytes = response.content_length or 0
             if inst.response_headers.enabled:
                 response_attributes = inst.response_headers.attributes(response.headers.items())
     except Exception as failure:
@@ -228,19 +230,6 @@ def _finish(traced: Traced, exc: BaseException | None) -> None:
         response_attributes=response_attributes,
         background=traced.returned_after_end,
     )
-
-
-def _peer(protocol: Any) -> str | None:
-    """``request.remote`` of a request ``protocol`` serves, as aiohttp made it (no ``clone``), in fewer steps.
-
-    The peer's address from the connection's transport, as ``BaseRequest.remote`` reads it through
-    the request's protocol (``None`` once the connection is gone).
-    """
-    transport = protocol.transport
-    if transport is None:
-        return None
-    peer = transport.get_extra_info("peername")
-    return str(peer[0]) if isinstance(peer, (list, tuple)) else peer
 
 
 def route_of(request: BaseRequest) -> str | None:

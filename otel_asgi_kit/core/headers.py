@@ -24,10 +24,7 @@ class HeaderCapture:
         self._sanitize = re.compile("|".join(f"(?:{p})" for p in sanitize), re.I) if sanitize else None
         # name -> (attribute key, redact?), or None when the header is not captured
         self._decisions: dict[bytes | str, tuple[str, bool] | None] = {}
-
-    @property
-    def enabled(self) -> bool:
-        return self._capture is not None
+        self.enabled = self._capture is not None  # an attribute, not a property: read for every request
 
     def _decide(self, name: bytes | str) -> tuple[str, bool] | None:
         text = (name.decode("latin-1") if isinstance(name, bytes) else name).lower()

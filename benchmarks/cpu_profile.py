@@ -32,6 +32,7 @@ from harness import (
     Sink,
     cpu_seconds,
     default_kit_python,
+    exit_cleanly_on_sigterm,
     free_port,
     make_variants,
     pinned,
@@ -113,6 +114,7 @@ def summarize(raw: Path) -> tuple[Counter[str], Counter[str], int]:
 
 
 def main() -> int:
+    exit_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=list(SCENARIOS), default="plain")
     parser.add_argument("--variant", choices=("kit", "bare"), default="kit", help="bare: the same app uninstrumented")

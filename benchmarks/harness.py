@@ -348,6 +348,16 @@ def make_variants(
 # --- processes -------------------------------------------------------------------------------------
 
 
+def exit_cleanly_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C: the ``with`` blocks and ``finally`` clauses on the way out stop every server,
+    sink and child this run started (Python's default ends at once and leaves them running)."""
+
+    def leave(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
+
+
 def stop_process(process: subprocess.Popen[Any], sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
     """Signal the process we started (by PID); kill its own process group if it lingers."""
     if process.poll() is None:

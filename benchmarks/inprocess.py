@@ -40,7 +40,17 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from harness import BENCH, SERVER_CORE, TAIL_ENV, Sink, base_env, default_kit_python, free_port, pinned
+from harness import (
+    BENCH,
+    SERVER_CORE,
+    TAIL_ENV,
+    Sink,
+    base_env,
+    default_kit_python,
+    exit_cleanly_on_sigterm,
+    free_port,
+    pinned,
+)
 
 _MARK = "inprocess:"
 DURATION_METRIC = "http.server.request.duration"
@@ -208,6 +218,7 @@ def _run(
 
 
 def main() -> int:
+    exit_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--path", default="/items/1", help="/items/1 (plain) or /log/1 (one log line)")

@@ -39,7 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 from statistics import median
 
-from harness import ROOT, Sink, Variant, free_port, stop_process
+from harness import ROOT, Sink, Variant, exit_cleanly_on_sigterm, free_port, stop_process
 
 VENV_BIN = ROOT / ".venv" / "bin"
 PATH = "/items/1"
@@ -143,6 +143,7 @@ def measure(variant: Variant, env: dict[str, str], requests: int, warm_up: int, 
 
 
 def main() -> int:
+    exit_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frameworks", default="starlette,aiohttp")
     parser.add_argument("--requests", type=int, default=2000)

@@ -31,6 +31,7 @@ from harness import (
     Server,
     Sink,
     default_kit_python,
+    exit_cleanly_on_sigterm,
     free_port,
     git_revision,
     machine_info,
@@ -58,6 +59,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> int:
+    exit_cleanly_on_sigterm()
     args = parse_args()
     kit_python = args.kit_python or default_kit_python()
     modes = ["up", "down"] if args.collector == "both" else [args.collector]

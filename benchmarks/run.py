@@ -35,6 +35,7 @@ from harness import (
     cpu_seconds,
     default_kit_python,
     ensure_stock_venv,
+    exit_cleanly_on_sigterm,
     free_port,
     git_revision,
     kit_source,
@@ -416,6 +417,7 @@ def render(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    exit_cleanly_on_sigterm()
     args = parse_args(argv)
     args.kit_python = args.kit_python or default_kit_python()
     command = shlex.join(["python", str(Path(sys.argv[0])), *(sys.argv[1:] if argv is None else argv)])

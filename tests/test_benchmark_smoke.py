@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -136,6 +139,56 @@ def test_instruction_counts_come_from_a_server_under_callgrind() -> None:
     assert set(counts) == {"bare", "kit"}, done.stdout
     assert 50_000 < counts["bare"] < counts["kit"] < 10 * counts["bare"], counts
     assert "overhead +" in done.stdout, done.stdout
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text[text.rindex(")") + 2] != "Z"
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_stops_what_the_benchmark_started() -> None:
+    """A benchmark ended with SIGTERM stops its OTLP sink and its measured child on the way out."""
+    script = str(ROOT / "benchmarks" / "inprocess.py")
+    bench = subprocess.Popen(
+        [sys.executable, script, "--rounds", "50", "--requests", "200000"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        children: set[int] = set()
+        while len(children) < 2 and time.monotonic() < deadline:  # the sink, then the first measured run
+            children |= _children(bench.pid)
+            time.sleep(0.1)
+        assert len(children) >= 2, children
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=30) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 10
+        while any(_running(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in children if _running(pid)], "left running after SIGTERM"
+    finally:
+        if bench.poll() is None:
+            os.killpg(bench.pid, signal.SIGKILL)
+            bench.wait()
 
 
 @pytest.mark.parametrize("tail", [False, True])

@@ -1,7 +1,7 @@
 """Instructions per request under callgrind: the overhead figures without this host's noise.
 
-    python benchmarks/instructions.py [--frameworks starlette,aiohttp] [--requests 2000] [--rounds 2]
-                                      [--base-src DIR]
+    python benchmarks/instructions.py [--frameworks starlette,aiohttp] [--path /items/1] [--requests 2000]
+                                      [--rounds 2] [--base-src DIR]
 
 Each variant is a real server (``run.py``'s commands: uvicorn + httptools +
 uvloop for Starlette, ``web.run_app`` for aiohttp) started under valgrind's
@@ -42,7 +42,6 @@ from statistics import median
 from harness import ROOT, Sink, Variant, exit_cleanly_on_sigterm, free_port, stop_process
 
 VENV_BIN = ROOT / ".venv" / "bin"
-PATH = "/items/1"
 CLOCK_PACED_OFF = {
     "OTEL_ASGI_KIT_LOOP_LAG": "false",
     "OTEL_ASGI_KIT_BLOCKED_LOOP_THRESHOLD": "0",
@@ -55,7 +54,7 @@ CLOCK_PACED_OFF = {
 class Client:
     """One keep-alive connection; each request waits for its whole response (and checks it is a 200)."""
 
-    def __init__(self, port: int, deadline: float, server: subprocess.Popen[bytes]) -> None:
+    def __init__(self, port: int, path: str, deadline: float, server: subprocess.Popen[bytes]) -> None:
         while True:
             try:
                 self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
@@ -65,7 +64,7 @@ class Client:
                     raise RuntimeError("the server did not start (see its log)") from None
                 time.sleep(0.5)
         self.buffer = b""
-        self.request = f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: instructions\r\n\r\n".encode()
+        self.request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: instructions\r\n\r\n".encode()
 
     def get(self, count: int) -> None:
         for _ in range(count):
@@ -109,7 +108,9 @@ def _totals(outfile: str) -> list[int]:
     return totals
 
 
-def measure(variant: Variant, env: dict[str, str], requests: int, warm_up: int, out: str) -> tuple[float, float]:
+def measure(
+    variant: Variant, env: dict[str, str], path: str, requests: int, warm_up: int, out: str
+) -> tuple[float, float]:
     """(main thread, other threads) instructions per request of one server run."""
     port = free_port()
     outfile = f"{out}/{variant.framework}-{variant.name}-{port}.out"
@@ -125,7 +126,7 @@ def measure(variant: Variant, env: dict[str, str], requests: int, warm_up: int, 
     with open(outfile + ".log", "wb") as log:
         server = subprocess.Popen(command, env=env, cwd=out, stdout=log, stderr=log, start_new_session=True)
     try:
-        client = Client(port, time.monotonic() + 180, server)
+        client = Client(port, path, time.monotonic() + 180, server)
         try:
             client.get(warm_up)
             _instrumentation(server.pid, True)
@@ -146,6 +147,7 @@ def main() -> int:
     exit_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frameworks", default="starlette,aiohttp")
+    parser.add_argument("--path", default="/items/1", help="/items/1 (plain) or /log/1 (one log line)")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warm-up", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=2)
@@ -177,7 +179,7 @@ def main() -> int:
                         env.update(CLOCK_PACED_OFF)
                     if name == "kit-base":
                         env["PYTHONPATH"] = str(Path(args.base_src).resolve())
-                    main_ir, other_ir = measure(variant, env, args.requests, args.warm_up, out)
+                    main_ir, other_ir = measure(variant, env, args.path, args.requests, args.warm_up, out)
                     main_thread[framework, name].append(main_ir)
                     others[framework, name].append(other_ir)
                     print(
@@ -185,7 +187,7 @@ def main() -> int:
                         f"other threads {other_ir:7,.0f} instructions/request",
                         flush=True,
                     )
-    print(f"\n{PATH}, {args.requests} requests per run, {args.rounds} rounds (medians):")
+    print(f"\n{args.path}, {args.requests} requests per run, {args.rounds} rounds (medians):")
     overhead: dict[str, float] = {}
     for framework in frameworks:
         bare = median(main_thread[framework, "bare"])

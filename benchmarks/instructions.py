@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from statistics import median
 
@@ -135,10 +134,10 @@ def measure(
         finally:
             client.close()
     except BaseException:
-        stop_process(server, signal.SIGINT, timeout=120)
         print(Path(outfile + ".log").read_text(errors="replace")[-3000:], file=sys.stderr)
         raise
-    stop_process(server, signal.SIGINT, timeout=120)
+    finally:
+        stop_process(server, signal.SIGINT, timeout=120)  # callgrind writes its files as the server exits
     totals = _totals(outfile)
     return totals[0] / requests, sum(totals[1:]) / requests
 
@@ -172,8 +171,8 @@ def main() -> int:
             for framework in frameworks:
                 for name in names:
                     kit = name != "bare"
-                    variant = Variant("kit" if kit else "bare", VENV_BIN, launcher=kit, exports=kit)
-                    variant = replace(variant, framework=framework)
+                    role = "kit" if kit else "bare"
+                    variant = Variant(role, VENV_BIN, launcher=kit, exports=kit, framework=framework)
                     env = variant.env(sink.endpoint if kit else None, None)
                     if kit:
                         env.update(CLOCK_PACED_OFF)
@@ -198,7 +197,7 @@ def main() -> int:
             added = with_kit - bare
             print(f"    {name:8s} {with_kit:9,.0f}  overhead +{added:,.0f} main thread, +{rest:,.0f} other threads")
             if name == "kit":
-                overhead[framework] = with_kit - bare
+                overhead[framework] = added
     if len(overhead) == 2:
         ratio = overhead["aiohttp"] / overhead["starlette"]
         print(f"  aiohttp overhead ÷ ASGI (Starlette) overhead, main thread: {ratio:.3f}")

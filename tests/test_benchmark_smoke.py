@@ -168,8 +168,7 @@ def test_sigterm_stops_what_the_benchmark_started() -> None:
     bench = subprocess.Popen(
         [sys.executable, script, "--rounds", "50", "--requests", "200000"],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:

@@ -86,10 +86,7 @@ def handle_request_of(original: Callable[..., Awaitable[tuple[StreamResponse, bo
     async def _handle_request(
         protocol: Any, request: BaseRequest, start_time: Any, handler: Handler
     ) -> tuple[StreamResponse, bool]:
-        # ``_state.current_instrumentation()`` without the call (this runs for every request).
-        inst = _state._override
-        if inst is None:
-            inst = _state._installed
+        inst = _state.current_instrumentation()
         # aiohttp's own answer to an unparsable request (400) reaches no app: like an ASGI server's, untraced.
         if inst is None or handler is not protocol._request_handler:
             return await original(protocol, request, start_time, handler)
@@ -277,7 +274,7 @@ def response_start_of(original: Callable[..., Awaitable[Any]]) -> Any:
             response.headers[name] = core.trace_header().decode("latin-1")
         if isinstance(core, Connection):
             return _accepted(original(response, request), core, response, request)
-        core.status = response.status  # ``core.response_started``, without the call
+        core.response_started(response.status)
         return original(response, request)
 
     return _start

@@ -1,7 +1,7 @@
 """Instructions per request under callgrind: the overhead figures without this host's noise.
 
-    python benchmarks/instructions.py [--frameworks starlette,aiohttp] [--path /items/1] [--requests 2000]
-                                      [--rounds 2] [--base-src DIR]
+    python benchmarks/instructions.py [--frameworks starlette,aiohttp] [--variants bare,kit] [--path /items/1]
+                                      [--requests 2000] [--rounds 2] [--base-src DIR]
 
 Each variant is a real server (``run.py``'s commands: uvicorn + httptools +
 uvloop for Starlette, ``web.run_app`` for aiohttp) started under valgrind's
@@ -10,7 +10,9 @@ sends ``--warm-up`` requests, turns instrumentation on (``callgrind_control``,
 by the server's PID), sends ``--requests`` more, one at a time, and turns it
 off. The figure is the server's main thread's instructions per request
 (``--separate-threads``); the other threads (export, metrics) are shown apart.
-Variants: ``bare`` and ``kit`` per framework, ``kit-base`` with ``--base-src``
+Variants: ``bare``, ``kit`` and ``kit-tail`` (``run.py``'s tail sampling:
+errors, slow requests and 10 % of the rest) per framework, and with ``--base-src`` each kit variant again
+as ``kit-base`` / ``kit-tail-base``
 (another checkout's ``otel_asgi_kit`` first on PYTHONPATH, while the installed
 compiled part still fits it).
 
@@ -146,6 +148,7 @@ def main() -> int:
     exit_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frameworks", default="starlette,aiohttp")
+    parser.add_argument("--variants", default="bare,kit", help="bare, kit and/or kit-tail (bare is always run)")
     parser.add_argument("--path", default="/items/1", help="/items/1 (plain) or /log/1 (one log line)")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warm-up", type=int, default=1500)
@@ -163,7 +166,12 @@ def main() -> int:
     if args.base_src and not (Path(args.base_src) / "otel_asgi_kit" / "__init__.py").is_file():
         print(f"error: {args.base_src} has no otel_asgi_kit/", file=sys.stderr)
         return 2
-    names = ["bare", "kit", *(["kit-base"] if args.base_src else [])]
+    wanted = [v for v in args.variants.split(",") if v]
+    if set(wanted) - {"bare", "kit", "kit-tail"}:
+        print("error: --variants takes bare, kit and/or kit-tail", file=sys.stderr)
+        return 2
+    kits = [v for v in ("kit", "kit-tail") if v in wanted]
+    names = ["bare", *[n for v in kits for n in (v, *([v + "-base"] if args.base_src else []))]]
     main_thread: dict[tuple[str, str], list[float]] = {(f, n): [] for f in frameworks for n in names}
     others: dict[tuple[str, str], list[float]] = {(f, n): [] for f in frameworks for n in names}
     with Sink(str(VENV_BIN / "python")) as sink, tempfile.TemporaryDirectory(prefix="instructions-") as out:
@@ -171,18 +179,18 @@ def main() -> int:
             for framework in frameworks:
                 for name in names:
                     kit = name != "bare"
-                    role = "kit" if kit else "bare"
+                    role = name.removesuffix("-base")
                     variant = Variant(role, VENV_BIN, launcher=kit, exports=kit, framework=framework)
                     env = variant.env(sink.endpoint if kit else None, None)
                     if kit:
                         env.update(CLOCK_PACED_OFF)
-                    if name == "kit-base":
+                    if name.endswith("-base"):
                         env["PYTHONPATH"] = str(Path(args.base_src).resolve())
                     main_ir, other_ir = measure(variant, env, args.path, args.requests, args.warm_up, out)
                     main_thread[framework, name].append(main_ir)
                     others[framework, name].append(other_ir)
                     print(
-                        f"round {round_no} {framework:9s} {name:8s} main thread {main_ir:9,.0f}  "
+                        f"round {round_no} {framework:9s} {name:13s} main thread {main_ir:9,.0f}  "
                         f"other threads {other_ir:7,.0f} instructions/request",
                         flush=True,
                     )
@@ -195,7 +203,7 @@ def main() -> int:
             with_kit = median(main_thread[framework, name])
             rest = median(others[framework, name])
             added = with_kit - bare
-            print(f"    {name:8s} {with_kit:9,.0f}  overhead +{added:,.0f} main thread, +{rest:,.0f} other threads")
+            print(f"    {name:13s} {with_kit:9,.0f}  overhead +{added:,.0f} main thread, +{rest:,.0f} other threads")
             if name == "kit":
                 overhead[framework] = added
     if len(overhead) == 2:

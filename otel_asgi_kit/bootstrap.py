@@ -249,8 +249,6 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
         http_metrics,
         websocket_metrics,
     )
-    if accel.compiled():  # root spans made in C for the adapters that start spans from Python (aiohttp)
-        instrumentation.server_spans.use_root_maker()
     install_log_handlers(settings, logger_provider)
     if settings.runtime_metrics:
         register_runtime_metrics(meter_provider.get_meter(SCOPE_NAME, SCOPE_VERSION))
@@ -259,6 +257,8 @@ def _build(settings: Settings, resource: Resource, snapshot_dir: Path | None, in
         install_pages(tracer_provider)
     if accel.compiled():  # every span processor is in place now: the adapters' spans end in C where it applies
         instrumentation.end_span = span_end.compiled_ender(instrumentation.server_spans)
+        # and start there (root spans, for the adapters that start spans from Python: aiohttp)
+        instrumentation.server_spans.use_root_maker()
     install_access_log_redaction(QueryRedactor(settings.redact_query_params))
     install_executor_context()
     if settings.auto_instrument:

@@ -371,6 +371,49 @@ def test_on_start_is_skipped_only_while_every_processor_starts_nothing(compiled:
     assert quiet_processors(other._active_span_processor) is None  # a subclass that starts something
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["python", "root-maker"])
+def test_processors_added_after_the_starter_was_made_still_skip_on_start(
+    compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the kit starts up: the starter is made before the trace pages' recorder (and the tail sampler's
+    processors) are added; the multi-processor's ``on_start`` is still skipped once they are all quiet,
+    and called again as soon as one that starts something joins."""
+    from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor
+
+    from otel_asgi_kit.export.tail_sampling import TailSampler
+    from otel_asgi_kit.pages.recorder import TraceRecorder
+
+    calls: list[str] = []
+    original = SynchronousMultiSpanProcessor.on_start
+
+    def counting(self: Any, span: Any, parent_context: Any = None) -> None:
+        calls.append(span.name)
+        original(self, span, parent_context=parent_context)
+
+    monkeypatch.setattr(SynchronousMultiSpanProcessor, "on_start", counting)
+    provider = TracerProvider()
+    starter = ServerSpanStarter(provider.get_tracer("t"))
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(TailSampler([SimpleSpanProcessor(exporter)], 1.0, 1.0))
+    provider.add_span_processor(TraceRecorder())
+    if compiled:
+        pytest.importorskip("otel_asgi_kit_accel._core", reason="otel-asgi-kit-accel is not installed")
+        assert starter.use_root_maker()
+    starter.start("GET", None, _attrs()).end()
+    starter.start("PUT", _parent(True), _attrs()).end()
+    assert calls == []
+    assert sorted(s.name for s in exporter.get_finished_spans()) == ["GET", "PUT"]
+
+    class Watch(SimpleSpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            calls.append("watch")
+
+    provider.add_span_processor(Watch(InMemorySpanExporter()))
+    starter.start("POST", None, _attrs()).end()
+    starter.start("DELETE", _parent(True), _attrs()).end()
+    assert calls == ["POST", "watch", "DELETE", "watch"]
+
+
 def test_a_compiled_part_that_does_not_fit_leaves_the_python_start(monkeypatch: pytest.MonkeyPatch) -> None:
     """An ``otel-asgi-kit-accel`` build whose ``RootMaker`` takes other arguments (older or newer than the kit):
     no root maker, and spans still start (a failure here once stopped ``configure()`` altogether)."""

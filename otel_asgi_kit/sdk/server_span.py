@@ -203,7 +203,10 @@ class ServerSpanStarter:
         self._attributes_prototype = fields["_attributes"]
         self._max_attributes = limits.max_span_attributes
         self._processor = tracer.span_processor
-        self._quiet = quiet_processors(self._processor)
+        # Processors are still being added when this runs (the trace pages' recorder, a user's own): the
+        # tuple is checked again whenever the provider's changes (``_skips_on_start``).
+        self._checked: Any = None
+        self._quiet: tuple[Any, ...] | None = None
         self._sampler: Any = tracer.sampler
         self._default_sampler = self._sampler.get_description() == _DEFAULT_SAMPLER
         self._ids = tracer.id_generator
@@ -257,7 +260,7 @@ class ServerSpanStarter:
             time_ns=time_ns,
             on_start=self._processor.on_start,
             multi=self._processor,
-            quiet=self._quiet,
+            quiet=self._quiet if self._skips_on_start() else None,  # the processors in place now
             fallback=self._start,
         )
 
@@ -329,7 +332,15 @@ class ServerSpanStarter:
         )
         fields["_events"] = fields["_links"] = ()  # see ServerSpan._make_lists
         fields["_start_time"] = time_ns()
-        processor = self._processor
-        if self._quiet is None or processor._span_processors is not self._quiet:
-            processor.on_start(span, parent_context=parent)
+        if not self._skips_on_start():
+            self._processor.on_start(span, parent_context=parent)
         return span  # type: ignore[no-any-return]
+
+    def _skips_on_start(self) -> bool:
+        """Whether the provider's span processors, as they are now, all do nothing in ``on_start``
+        (checked again only when its tuple of processors is another one)."""
+        processors = getattr(self._processor, "_span_processors", None)
+        if processors is not self._checked:
+            self._quiet = quiet_processors(self._processor)
+            self._checked = processors
+        return self._quiet is not None

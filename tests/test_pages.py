@@ -168,6 +168,50 @@ def test_values_from_requests_are_escaped(pages: Pages) -> None:
     assert "&lt;b&gt;&lt;i&gt;&lt;/b&gt;" in detail
 
 
+def test_a_server_span_is_held_while_its_request_is_listed() -> None:
+    """Server spans are held by the lists alone (recent, failed, the slowest per route); the ring of other
+    spans keeps the requests' children, and server spans take none of its places."""
+    pages = Pages(recent=2, failed=1, slowest_per_route=1, spans=4)
+    trace_ids = []
+    for i in range(4):
+        start = 10**18 + i * 10**9
+        server = pages.tracer.start_span(
+            "GET /r", kind=SpanKind.SERVER, start_time=start, attributes={"http.response.status_code": 200}
+        )
+        with trace.use_span(server, end_on_exit=False):
+            pages.tracer.start_span("db", start_time=start + 1).end(end_time=start + 2)
+        server.end(end_time=start + (9 if i == 0 else 3) * 10**6)  # the first is the route's slowest
+        trace_ids.append(server.get_span_context().trace_id)
+    assert [s.name for s in pages.recorder._spans] == ["db"] * 4
+    listed = {0, 2, 3}  # the slowest, and the two most recent
+    for i, trace_id in enumerate(trace_ids):
+        names = [s.name for s in pages.recorder.trace(trace_id)]
+        assert names == (["GET /r", "db"] if i in listed else ["db"]), i
+
+
+def test_spans_that_are_not_the_sdks_are_counted_too() -> None:
+    """A server span from elsewhere (a plain ``ReadableSpan``: attributes a plain dict, maybe no end time)
+    is read through its public fields and counted like the SDK's."""
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    recorder = TraceRecorder()
+    for status, end in ((503, 5), (200, None), (200, 9)):
+        recorder.on_end(
+            ReadableSpan(
+                name="GET /x",
+                kind=SpanKind.SERVER,
+                attributes={"http.response.status_code": status},
+                start_time=1,
+                end_time=end,
+            )
+        )
+    snapshot = recorder.snapshot()
+    [route] = snapshot.routes
+    assert (route.name, route.requests, route.failed) == ("GET /x", 3, 1)
+    assert [s.end_time for s in route.slowest][0] == 9
+    assert [s.attributes["http.response.status_code"] for s in snapshot.failed] == [503]
+
+
 def test_recent_and_failed_buffers_are_bounded() -> None:
     """Past their size the oldest entries go; the per-route counts keep counting."""
     pages = Pages(recent=3, failed=2)

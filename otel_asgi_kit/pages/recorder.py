@@ -1,10 +1,14 @@
 """What the trace pages show, kept in bounded ring buffers of this process.
 
 ``TraceRecorder`` is a span processor: when a span ends it appends a
-reference to a deque (atomic, no lock); server spans also wait in a second
-deque, and every 64 of them (or when a page asks) they are sorted under one
-lock into the recent and failed deques and the per-route slowest heaps — one
-loop per batch instead of a lock and a dozen lookups per request. ``TraceLogBuffer`` keeps
+reference to a deque (atomic, no lock). Server spans wait in one deque, and
+every 64 of them (or when a page asks) they are sorted under one lock into
+the recent and failed deques and the per-route slowest heaps — one loop per
+batch instead of a lock and a dozen lookups per request; only those are
+kept. Spans of other kinds (the requests' children) go to a ring of the
+last 2,000, where a listed request's trace finds them. A server span is
+held only while its request is listed: holding the last 2,000 of them too
+kept megabytes of spans alive, and each request's memory cold in the cache. ``TraceLogBuffer`` keeps
 recent ``logging`` records of requests with their trace id. Nothing is
 formatted or copied on the request path; the page does that when asked.
 """
@@ -81,7 +85,7 @@ class _Route:
 
 
 class TraceRecorder(SpanProcessor):
-    """Recent server spans, the slowest per route, recent failures, and recent spans of any kind."""
+    """Recent server spans, the slowest per route, recent failures, and recent spans of other kinds."""
 
     def __init__(
         self,
@@ -111,12 +115,13 @@ class TraceRecorder(SpanProcessor):
         return type(self).on_start is TraceRecorder.on_start
 
     def on_end(self, span: ReadableSpan) -> None:
-        self._spans.append(span)
         if span.kind is SpanKind.SERVER:
             incoming = self._incoming
             incoming.append(span)
             if len(incoming) >= _DRAIN_EVERY:
                 self._drain()
+        else:
+            self._spans.append(span)
 
     def compiled_step(
         self, steps_of: Callable[[Sequence[Any]], tuple[Any, ...]], prefix: bytes
@@ -130,30 +135,36 @@ class TraceRecorder(SpanProcessor):
     def _drain(self) -> None:
         incoming = self._incoming
         with self._lock:
-            routes, slowest_kept, seq = self._routes, self._slowest, self._seq
-            recent, failed_spans = self._recent, self._failed
+            routes, slowest_kept, seq, max_routes = self._routes, self._slowest, self._seq, self._max_routes
+            keep_recent, keep_failed = self._recent.append, self._failed.append
+            take, error, push, replace = incoming.popleft, StatusCode.ERROR, heapq.heappush, heapq.heapreplace
             while incoming:
                 try:
-                    span = incoming.popleft()
+                    span: Any = take()
                 except IndexError:  # drained by another thread meanwhile
                     break
-                name, duration, failed = _facts(span)
-                recent.append(span)
+                try:  # ``_facts`` inline for an SDK span (a call per span is a good part of this loop)
+                    name, duration = span._name, span._end_time - span._start_time
+                    code = span._attributes._dict.get("http.response.status_code")
+                    failed = span._status.status_code is error or (isinstance(code, int) and code >= 500)
+                except (AttributeError, TypeError):  # not the SDK's span, or no times
+                    name, duration, failed = _facts(span)
+                keep_recent(span)
                 if failed:
-                    failed_spans.append(span)
+                    keep_failed(span)
                 route = routes.get(name)
                 if route is None:
                     # Span names of the kit are bounded (method + route template); others may not be.
-                    if len(routes) >= self._max_routes:
+                    if len(routes) >= max_routes:
                         continue
                     route = routes[name] = _Route()
                 route.requests += 1
                 route.failed += failed
                 slowest = route.slowest
                 if len(slowest) < slowest_kept:
-                    heapq.heappush(slowest, (duration, next(seq), span))
+                    push(slowest, (duration, next(seq), span))
                 elif duration > slowest[0][0]:
-                    heapq.heapreplace(slowest, (duration, next(seq), span))
+                    replace(slowest, (duration, next(seq), span))
 
     def shutdown(self) -> None:
         pass
@@ -181,7 +192,7 @@ class TraceRecorder(SpanProcessor):
         )
 
     def trace(self, trace_id: int) -> list[ReadableSpan]:
-        """The spans of one trace still held, in start order."""
+        """The spans of one trace still held, in start order (its server span while the request is listed)."""
         self._drain()
         with self._lock:
             candidates: Iterable[ReadableSpan] = [

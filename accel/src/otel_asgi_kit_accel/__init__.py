@@ -3,4 +3,4 @@
 ``otel_asgi_kit.sdk.accel`` and ``otel_asgi_kit.asgi.fast`` decide whether they run.
 """
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"

@@ -1394,14 +1394,18 @@ static int step_encode(PyObject *step, PyObject *span, PyObject *fields) {
     return err;
 }
 
+/* TraceRecorder.on_end: a server span waits in `incoming` for the next drain (which keeps it while its request
+ * is listed), any other span goes to the `spans` ring, where the listed requests' children are found. */
 static int step_record(PyObject *step, PyObject *span, PyObject *fields) {
     PyObject *incoming = PyTuple_GET_ITEM(step, 3);
-    PyObject *result = PyObject_CallMethodOneArg(PyTuple_GET_ITEM(step, 2), s_append, span);
-    if (result == NULL) return -1;
-    Py_DECREF(result);
+    PyObject *result;
     PyObject *kind = PyDict_GetItemWithError(fields, s__kind);
-    if (kind == NULL) return PyErr_Occurred() ? -1 : 0;
-    if (kind != PyTuple_GET_ITEM(step, 6)) return 0; /* `is SpanKind.SERVER` */
+    if (kind == NULL && PyErr_Occurred()) return -1;
+    if (kind != PyTuple_GET_ITEM(step, 6)) { /* not `is SpanKind.SERVER` */
+        if ((result = PyObject_CallMethodOneArg(PyTuple_GET_ITEM(step, 2), s_append, span)) == NULL) return -1;
+        Py_DECREF(result);
+        return 0;
+    }
     if ((result = PyObject_CallMethodOneArg(incoming, s_append, span)) == NULL) return -1;
     Py_DECREF(result);
     Py_ssize_t n = PyObject_Length(incoming);

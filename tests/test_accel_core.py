@@ -461,6 +461,45 @@ def test_the_compiled_trace_header_is_pythons() -> None:
             assert _core.trace_header_value(span) == trace_header_value(span)
 
 
+def test_the_span_context_is_read_from_its_field_only_for_the_type_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fast_span_context(ServerSpan)`` (set up by ``fast.core_for``) reads that type's ``_context`` field instead
+    of calling ``get_span_context()``, as the starter checked it returns; a subclass, or a patched method the
+    starter saw, is asked."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    from otel_asgi_kit.core.propagation import trace_header_value
+    from otel_asgi_kit.sdk.server_span import ServerSpan, ServerSpanStarter
+
+    assert hasattr(_core, "fast_span_context"), "an otel-asgi-kit-accel build older than accel/ (0.6)"
+    starter = ServerSpanStarter(TracerProvider().get_tracer("t"))
+    assert starter.context_is_field
+    span = starter.start("GET", None, {})
+    expected = trace_header_value(span)
+    other = SpanContext(5, 6, False, TraceFlags(1))
+
+    class Elsewhere(ServerSpan):
+        def get_span_context(self) -> SpanContext:
+            return other
+
+    try:
+        _core.fast_span_context(ServerSpan)
+        with monkeypatch.context() as patched:  # the field, not the method
+            patched.setattr(ServerSpan, "get_span_context", lambda self: 1 / 0)
+            assert _core.trace_header_value(span) == expected
+            _core.fast_span_context(None)
+            with pytest.raises(ZeroDivisionError):
+                _core.trace_header_value(span)
+        _core.fast_span_context(ServerSpan)
+        span.__class__ = Elsewhere  # another type: its own method
+        elsewhere = b"00-" + b"0" * 31 + b"5-0000000000000006-01"
+        assert _core.trace_header_value(span) == trace_header_value(span) == elsewhere
+    finally:
+        _core.fast_span_context(ServerSpan)
+    monkeypatch.setattr(ServerSpan, "get_span_context", lambda self: other)
+    assert not ServerSpanStarter(TracerProvider().get_tracer("t")).context_is_field
+
+
 @pytest.mark.parametrize("name", ["RootMaker", "Ender", "LogDirect", "EcsLine"])
 def test_an_object_never_initialised_refuses_calls(name: str) -> None:
     """``__new__`` without ``__init__`` (fields empty): a call raises instead of reading NULL fields."""

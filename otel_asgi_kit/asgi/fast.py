@@ -42,10 +42,6 @@ if _core is not None:
 
         __slots__ = ()
 
-        def trace_header(self) -> bytes:
-            """The ``traceresponse`` value for this request's response (written in C)."""
-            return _core.trace_header_value(self.span)
-
     FAST_REQUEST: type = FastRequest
 else:
     FAST_REQUEST = type(None)  # isinstance() of a request with it: never (there is no compiled request)
@@ -105,5 +101,7 @@ def core_for(inst: Instrumentation, *, switched_on: bool | None = None, current_
         except Exception as exc:  # a build that does not fit this kit: the Python path
             report_once("setting up the compiled request path", exc)
             core = None
+        if core is not None and inst.server_spans.context_is_field and hasattr(_core, "fast_span_context"):
+            _core.fast_span_context(ServerSpan)  # since 0.6: the span's context read in C, not asked twice
     inst.asgi_core = core
     return core

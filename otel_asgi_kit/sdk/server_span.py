@@ -173,6 +173,9 @@ class ServerSpanStarter:
         self._tracer: Any = tracer
         self._root: Any = None  # see use_root_maker
         self.fast = False
+        # Whether a ServerSpan's get_span_context() is its ``_context`` field (checked on the prototype): then
+        # the compiled request reads the field (``otel_asgi_kit_accel._core.fast_span_context``).
+        self.context_is_field = False
         if isinstance(tracer, sdk_trace.Tracer) and callable(getattr(tracer, "_is_enabled", None)):
             try:
                 self.fast = self._prepare(tracer)
@@ -199,6 +202,7 @@ class ServerSpanStarter:
         fields = vars(prototype)
         if set(fields) != _SPAN_FIELDS or set(vars(fields["_attributes"])) != _ATTRIBUTE_FIELDS:
             return False
+        self.context_is_field = prototype.get_span_context() is fields["_context"]
         self._prototype = {k: v for k, v in fields.items() if k not in ("_lock", "_attributes", "_events", "_links")}
         self._attributes_prototype = fields["_attributes"]
         self._max_attributes = limits.max_span_attributes

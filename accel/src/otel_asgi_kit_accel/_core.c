@@ -762,9 +762,37 @@ static int put_hex(char *out, PyObject *number, int digits) {
     return 0;
 }
 
+/* The span type whose get_span_context() returns its `_context` field (set by fast_span_context, after the kit
+ * checked that on a span of that type); NULL: every span is asked. */
+static PyTypeObject *context_field_type = NULL;
+static PyObject *s__context; /* interned with the RootMaker's names below */
+
+/* span.get_span_context(), new reference: read from the field for context_field_type, else called. */
+static PyObject *span_context(PyObject *span) {
+    if (context_field_type != NULL && Py_TYPE(span) == context_field_type) {
+        PyObject *fields = PyObject_GenericGetDict(span, NULL);
+        if (fields == NULL) return NULL;
+        PyObject *ctx = PyDict_GetItemWithError(fields, s__context);
+        Py_XINCREF(ctx);
+        Py_DECREF(fields);
+        if (ctx != NULL || PyErr_Occurred()) return ctx;
+    }
+    return PyObject_CallMethodNoArgs(span, s_get_span_context);
+}
+
+/* fast_span_context(type or None) */
+static PyObject *module_fast_span_context(PyObject *module, PyObject *type) {
+    if (type != Py_None && !PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "fast_span_context(type or None)");
+        return NULL;
+    }
+    Py_XSETREF(context_field_type, type == Py_None ? NULL : (PyTypeObject *)Py_NewRef(type));
+    Py_RETURN_NONE;
+}
+
 /* The W3C traceresponse value "00-<trace id>-<span id>-<flags>" of a SpanContext (a 6-tuple). */
 static PyObject *trace_header_value(PyObject *span) {
-    PyObject *ctx = PyObject_CallMethodNoArgs(span, s_get_span_context);
+    PyObject *ctx = span_context(span);
     if (ctx == NULL) return NULL;
     if (!PyTuple_Check(ctx) || PyTuple_GET_SIZE(ctx) < 4) {
         Py_DECREF(ctx);
@@ -940,7 +968,7 @@ static PyObject *request_finish_common(RequestObject *self, PyObject *const *arg
     if (result == NULL) goto done;
     Py_CLEAR(result);
     if (core->metrics != Py_None) {
-        PyObject *ctx = PyObject_CallMethodNoArgs(self->span, s_get_span_context);
+        PyObject *ctx = span_context(self->span);
         if (ctx == NULL) goto done;
         long flags = (PyTuple_Check(ctx) && PyTuple_GET_SIZE(ctx) >= 4) ? PyLong_AsLong(PyTuple_GET_ITEM(ctx, 3)) : 0;
         if (flags == -1 && PyErr_Occurred()) {
@@ -1048,7 +1076,19 @@ static PyMemberDef request_members[] = {
     {NULL},
 };
 
+/* The Python RequestLogic's trace_header and response_started, without a Python call each. */
+static PyObject *request_trace_header(RequestObject *self, PyObject *unused) { return trace_header_value(self->span); }
+
+static PyObject *request_response_started(RequestObject *self, PyObject *status) {
+    long value = PyLong_AsLong(status);
+    if (value == -1 && PyErr_Occurred()) return NULL;
+    self->status = (value < 0 || value > 0x7FFFFFFF) ? 0 : (int)value;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef request_methods[] = {
+    {"trace_header", (PyCFunction)request_trace_header, METH_NOARGS, "The traceresponse value for this request."},
+    {"response_started", (PyCFunction)request_response_started, METH_O, "The response's status is known."},
     {"response_complete", (PyCFunction)request_response_complete, METH_NOARGS,
      "The last body byte was handed to the server: the request's duration ends here."},
     {"finish_common", (PyCFunction)(void (*)(void))request_finish_common, METH_FASTCALL,
@@ -2163,6 +2203,8 @@ static PyTypeObject CoreType = {
 static PyMethodDef module_methods[] = {
     {"trace_header_value", (PyCFunction)module_trace_header_value, METH_O,
      "The W3C traceresponse value of a span (its get_span_context(), a 6-tuple)."},
+    {"fast_span_context", (PyCFunction)module_fast_span_context, METH_O,
+     "Spans of this exact type (None: of none) have their context read from their `_context` field."},
     {NULL},
 };
 

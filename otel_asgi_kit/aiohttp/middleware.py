@@ -122,7 +122,8 @@ def _start(inst: Instrumentation, request: BaseRequest) -> Traced:
         if name in headers:
             parent = inst.propagator.extract(headers, getter=GETTER)
             break
-    if headers.get(hdrs.UPGRADE, "").lower() == "websocket":
+    upgrade = headers.get(hdrs.UPGRADE)
+    if upgrade is not None and upgrade.lower() == "websocket":
         return Traced(inst, request, start_connection(inst, request, parent))
     length = headers.get(hdrs.CONTENT_LENGTH)
     version = request.version
@@ -186,8 +187,11 @@ def handle_error_of(original: Callable[..., StreamResponse]) -> Any:
 def _finish(traced: Traced, exc: BaseException | None) -> None:
     request = traced.request
     core = traced.core
-    try:
-        route = route_of(request)
+    try:  # a matched route's path is kept by route (see ``route_of``): found here without a call
+        match_info = getattr(request, "_match_info", None)
+        route = _ROUTES.get(match_info.route) if match_info is not None else None
+        if route is None:
+            route = route_of(request)
     except Exception as failure:
         report_once("reading the request's route", failure)
         route = None

@@ -248,6 +248,16 @@ def test_the_query_is_redacted_on_both_paths() -> None:
     assert "abc" not in span.attributes["url.query"]
 
 
+@pytest.mark.parametrize("trusted", ["10.0.0.0/8", ""], ids=["trusted-proxy", "no-proxy"])
+def test_the_client_address_on_both_paths(trusted: str) -> None:
+    """A common request's ``client.address``: the forwarded client behind a trusted proxy, else the peer."""
+    python, compiled = _pair({"OTEL_ASGI_KIT_TRUSTED_PROXIES": trusted})
+    forwarded = {"path": "/items/1", "headers": [(b"x-forwarded-for", b"198.51.100.7")]}
+    _run_both(python, compiled, [forwarded, {"path": "/items/2", "client": None}])
+    addresses = [s.attributes.get("client.address") for s in compiled.spans.get_finished_spans()]
+    assert addresses == ["198.51.100.7" if trusted else "10.0.0.7", None]
+
+
 methods = st.one_of(st.sampled_from(["GET", "POST", "HEAD", "FOO", "get", ""]), st.text(max_size=40))
 header_names = st.one_of(
     st.sampled_from([b"traceparent", b"tracestate", b"baggage", b"content-length", b"user-agent", b"host"]),
@@ -498,6 +508,71 @@ def test_the_span_context_is_read_from_its_field_only_for_the_type_checked(monke
         _core.fast_span_context(ServerSpan)
     monkeypatch.setattr(ServerSpan, "get_span_context", lambda self: other)
     assert not ServerSpanStarter(TracerProvider().get_tracer("t")).context_is_field
+
+
+def test_the_kit_attributes_are_set_in_c_only_while_the_method_is_the_registered_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``fast_kit_attributes(ServerSpan.set_kit_attributes)`` (set up by ``fast.core_for``): a common request's
+    route, status and client go onto the span's fields in C; with the method replaced, the new one is called."""
+    from otel_asgi_kit.sdk.server_span import ServerSpan
+
+    python, compiled = _pair()
+    _run_both(python, compiled, [{"path": "/items/1"}])
+    (span,) = compiled.spans.get_finished_spans()
+    assert (span.name, span.attributes["http.route"], span.attributes["http.response.status_code"]) == (
+        "GET /items/{item_id}",
+        "/items/{item_id}",
+        200,
+    )
+    calls: list[str] = []
+    original = ServerSpan.set_kit_attributes
+
+    def watched(self: Any, attributes: dict[str, Any], name: str | None = None) -> None:
+        calls.append(str(name))
+        original(self, attributes, name)
+
+    monkeypatch.setattr(ServerSpan, "set_kit_attributes", watched)
+    _run_both(python, compiled, [{"path": "/items/2"}])
+    assert calls == ["GET /items/{item_id}", "GET /items/{item_id}"]  # the Python path's, then the compiled one's
+
+
+@pytest.mark.parametrize("in_c", [True, False], ids=["attached-in-c", "attached-in-python"])
+def test_a_requests_context_is_the_same_attached_in_c_or_in_python(in_c: bool) -> None:
+    """``fast_context`` (set up by ``fast.core_for``): the app sees its span and the caller's baggage, and the
+    context is as before once the request ended, whether the compiled request attaches it itself or calls
+    ``sdk.current``'s functions."""
+    from opentelemetry import baggage
+
+    from otel_asgi_kit.sdk import current
+
+    parts = current.compiled_parts()
+    assert parts is not None
+    _, compiled = _pair()
+    seen: list[tuple[int, object, bool]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        span = trace.get_current_span()
+        seen.append((span.get_span_context().trace_id, baggage.get_baggage("k"), span.is_recording()))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def one() -> None:
+        before = trace.get_current_span()
+        headers = [(b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), (b"baggage", b"k=v")]
+        await _serve(app, _scope({"path": "/x", "headers": headers}), b"", compiled.instrumentation)
+        await _serve(app, _scope({"path": "/y"}), b"", compiled.instrumentation)
+        assert trace.get_current_span() is before
+
+    if not in_c:
+        _core.fast_context(None, None, None, None, None)
+    try:
+        asyncio.run(one())
+    finally:
+        _core.fast_context(*parts)
+    assert seen[0] == (0x0AF7651916CD43DD8448EB211C80319C, "v", True)
+    assert seen[1][1:] == (None, True) and seen[1][0] not in (0, seen[0][0])
+    assert len(compiled.spans.get_finished_spans()) == 2
 
 
 @pytest.mark.parametrize("name", ["RootMaker", "Ender", "LogDirect", "EcsLine"])

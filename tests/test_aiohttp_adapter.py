@@ -219,6 +219,41 @@ def test_a_routes_path_is_kept_by_route_and_unmatched_requests_keep_nothing(serv
     assert middleware._ROUTES == kept
 
 
+def test_aiohttps_fields_are_read_directly_once_they_agree_with_its_properties(
+    served: tuple[str, Telemetry], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scheme and client (the request's), status and headers (the response's) and the matched route come from
+    aiohttp's fields, checked against its properties (the request's on the first request, the others on real
+    objects when the module loads); where a check fails, the properties are read and that is said once."""
+    from aiohttp.web_response import StreamResponse
+    from aiohttp.web_urldispatcher import UrlMappingMatchInfo
+
+    from otel_asgi_kit.aiohttp import middleware
+
+    base, telemetry = served
+    response = httpx.get(base + "/login")
+    span = _span_of(telemetry, response)
+    assert middleware._request_fields is True and middleware._response_fields() is True
+    assert middleware._ROUTE_FIELD is True and middleware._route_field() is True
+    assert (span.attributes["url.scheme"], span.attributes["client.address"]) == ("http", "127.0.0.1")
+    assert span.attributes["http.response.status_code"] == 401
+
+    said: list[str] = []
+    monkeypatch.setattr(middleware, "warn_once", said.append)
+    monkeypatch.setattr(middleware, "_request_fields", None)  # checked again, on an aiohttp whose fields differ
+    monkeypatch.setattr(middleware, "_scheme", lambda request: "gopher")
+    for _ in range(2):
+        span = _span_of(telemetry, httpx.get(base + "/login"))
+        assert span.attributes["url.scheme"] == "http"
+    assert middleware._request_fields is False
+    assert said == [middleware._FIELDS_DIFFER.format("request")]
+    monkeypatch.setattr(StreamResponse, "status", property(lambda self: 0))
+    assert middleware._response_fields() is False
+    monkeypatch.setattr(UrlMappingMatchInfo, "route", property(lambda self: None))
+    assert middleware._route_field() is False
+    assert said[1:] == [middleware._FIELDS_DIFFER.format(what) for what in ("response", "route match")]
+
+
 def test_websocket_counts_both_kinds_of_message(served: tuple[str, Telemetry]) -> None:
     """send_str and send_bytes each count once per message; received text counted by its UTF-8 size."""
     base, telemetry = served

@@ -40,7 +40,7 @@ from otel_asgi_kit.core.client_address import client_address
 from otel_asgi_kit.core.connection import Connection
 from otel_asgi_kit.core.instrumentation import NOT_DECIDED, Instrumentation
 from otel_asgi_kit.core.request import RequestLogic, ServerRequest
-from otel_asgi_kit.failsafe import report_once
+from otel_asgi_kit.failsafe import report_once, warn_once
 
 Handler = Callable[[BaseRequest], Awaitable[StreamResponse]]
 
@@ -78,6 +78,35 @@ class MultiDictGetter(Getter[Any]):
 
 GETTER = MultiDictGetter()
 _VERSIONS: dict[Any, str] = {}
+
+# aiohttp's fields behind four of its properties, read directly: each property is a Python call per request.
+# The request's two (``scheme``, ``remote``) are checked against the properties on the first request traced,
+# the response's two (``status``, ``headers``) on a real response when the hook is made; where they disagree
+# (another aiohttp), the properties are read, and that is said once.
+_request_fields: bool | None = None  # None: not checked yet
+_FIELDS_DIFFER = "aiohttp's {} fields are not what this kit knows: their properties are read instead (slower)"
+
+
+def _scheme(request: Any) -> str:
+    return "https" if request._transport_sslcontext else "http"
+
+
+def _remote(request: Any) -> str | None:
+    peer = request._transport_peername
+    if peer is None:
+        return None
+    return str(peer[0]) if isinstance(peer, (list, tuple)) else str(peer)
+
+
+def _check_request_fields(request: BaseRequest) -> bool:
+    global _request_fields
+    try:
+        _request_fields = (_scheme(request), _remote(request)) == (request.scheme, request.remote)
+    except Exception:
+        _request_fields = False
+    if not _request_fields:
+        warn_once(_FIELDS_DIFFER.format("request"))
+    return _request_fields
 
 
 def handle_request_of(original: Callable[..., Awaitable[tuple[StreamResponse, bool]]]) -> Any:
@@ -134,11 +163,14 @@ def _start(inst: Instrumentation, request: BaseRequest) -> Traced:
     compiled = inst.asgi_core
     if compiled is NOT_DECIDED:
         compiled = fast.core_for(inst)
+    fields = _request_fields
+    if fields is None:
+        fields = _check_request_fields(request)
     core: RequestLogic
     if compiled is not None:  # the compiled request (no headers captured): the same fields, span and context
         core = compiled.start_request(
             request.method,
-            request.scheme,
+            ("https" if request._transport_sslcontext else "http") if fields else request.scheme,  # as _scheme
             request.path,
             request.rel_url.raw_query_string,
             parent,
@@ -189,7 +221,7 @@ def _finish(traced: Traced, exc: BaseException | None) -> None:
     core = traced.core
     try:  # a matched route's path is kept by route (see ``route_of``): found here without a call
         match_info = getattr(request, "_match_info", None)
-        route = _ROUTES.get(match_info.route) if match_info is not None else None
+        route = _ROUTES.get(match_info._route if _ROUTE_FIELD else match_info.route) if match_info is not None else None
         if route is None:
             route = route_of(request)
     except Exception as failure:
@@ -201,7 +233,12 @@ def _finish(traced: Traced, exc: BaseException | None) -> None:
     client = None
     response_attributes = None
     try:
-        peer = request.remote
+        if _request_fields:  # as _remote, without a call
+            peer = request._transport_peername
+            if peer is not None:
+                peer = str(peer[0]) if isinstance(peer, (list, tuple)) else str(peer)
+        else:
+            peer = request.remote
         inst = traced.inst
         trusted = inst.trusted_proxies
         client = client_address(peer, request.headers.items(), trusted) if peer and trusted.networks else peer
@@ -259,6 +296,24 @@ _ROUTES: dict[Any, str] = {}
 _ROUTES_KEPT = 4096
 
 
+def _route_field() -> bool:
+    """Whether a match's ``route`` is its ``_route`` field (checked on a real one; said once if not)."""
+    try:
+        from aiohttp.web_urldispatcher import UrlMappingMatchInfo
+
+        route = object()
+        info: Any = UrlMappingMatchInfo({}, route)  # type: ignore[arg-type]
+        agree = info._route is route and info.route is route
+    except Exception:
+        agree = False
+    if not agree:
+        warn_once(_FIELDS_DIFFER.format("route match"))
+    return agree
+
+
+_ROUTE_FIELD = _route_field()
+
+
 def response_start_of(original: Callable[..., Awaitable[Any]]) -> Any:
     """``StreamResponse._start``: the status and the trace header, before the headers are written.
 
@@ -267,7 +322,9 @@ def response_start_of(original: Callable[..., Awaitable[Any]]) -> Any:
     is written, goes through ``_accepted``.
     """
 
-    def _start(response: StreamResponse, request: Any) -> Awaitable[Any]:
+    fields = _response_fields()
+
+    def _start(response: Any, request: Any) -> Awaitable[Any]:
         traced = current.get()
         if traced is None or traced.request is not request:
             return original(response, request)
@@ -275,13 +332,27 @@ def response_start_of(original: Callable[..., Awaitable[Any]]) -> Any:
         core = traced.core
         name = traced.inst.trace_header_name
         if name:
-            response.headers[name] = core.trace_header().decode("latin-1")
+            (response._headers if fields else response.headers)[name] = core.trace_header().decode("latin-1")
         if isinstance(core, Connection):
             return _accepted(original(response, request), core, response, request)
-        core.response_started(response.status)
+        core.response_started(response._status if fields else response.status)
         return original(response, request)
 
     return _start
+
+
+def _response_fields() -> bool:
+    """Whether a response's ``status`` and ``headers`` are its ``_status`` and ``_headers`` (said once if not)."""
+    try:
+        from aiohttp.web_response import Response
+
+        response: Any = Response(status=299, headers={"X-Kit": "1"})
+        agree = response._status == response.status == 299 and response._headers is response.headers
+    except Exception:
+        agree = False
+    if not agree:
+        warn_once(_FIELDS_DIFFER.format("response"))
+    return agree
 
 
 async def _accepted(starting: Awaitable[Any], core: Connection, response: StreamResponse, request: Any) -> Any:

@@ -101,7 +101,13 @@ def core_for(inst: Instrumentation, *, switched_on: bool | None = None, current_
         except Exception as exc:  # a build that does not fit this kit: the Python path
             report_once("setting up the compiled request path", exc)
             core = None
-        if core is not None and inst.server_spans.context_is_field and hasattr(_core, "fast_span_context"):
-            _core.fast_span_context(ServerSpan)  # since 0.6: the span's context read in C, not asked twice
+        if core is not None and hasattr(_core, "fast_span_context"):  # since 0.6: two methods done in C
+            if inst.server_spans.context_is_field:
+                _core.fast_span_context(ServerSpan)  # its context read from its field, not asked twice
+            # and the route, status and client set on its fields while its type has this very method
+            _core.fast_kit_attributes(ServerSpan.set_kit_attributes)
+            parts = current.compiled_parts()
+            if parts is not None and hasattr(_core, "fast_context"):  # the context attached and detached in C
+                _core.fast_context(*parts)
     inst.asgi_core = core
     return core

@@ -136,7 +136,13 @@ def _finish_common(inst: Instrumentation, request: Any, scope: Scope) -> bool:
     try:
         route = route_template(scope, request.status)
         peer = request.peer
-        client_ip = client_address(peer, scope.get("headers") or (), inst.trusted_proxies) if peer else None
+        trusted = inst.trusted_proxies
+        if not peer:
+            client_ip = None
+        elif trusted.networks:  # a trusted proxy may say who the client is
+            client_ip = client_address(peer, scope.get("headers") or (), trusted)
+        else:
+            client_ip = peer
     except Exception:  # _finish reports it and ends the request without a route
         return False
     try:

@@ -126,3 +126,11 @@ except Exception:  # an API that differs from the one this was written for: its 
 span_context = _fast_span_context if FAST else _public_span_context
 attach_span = _fast_attach if FAST else _public_attach
 detach = _fast_detach if FAST else _public_detach
+
+
+def compiled_parts() -> tuple[Any, Any, Any, Any, Any] | None:
+    """What ``otel_asgi_kit_accel._core.fast_context`` takes to do ``attach_span`` and ``detach`` in C (the same
+    steps on the same context variable), or ``None`` when they are the public API's."""
+    if not FAST:
+        return None
+    return _fast_attach, _fast_detach, _VAR, _SPAN_KEY, Context

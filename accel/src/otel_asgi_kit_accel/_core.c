@@ -438,6 +438,59 @@ static RequestObject *new_request(CoreObject *core) {
     return r;
 }
 
+/* otel_asgi_kit.sdk.current's _fast_attach and _fast_detach, registered by fast_context with what they use (the
+ * API's context variable, its span key, its Context type) after that module checked them against the public API;
+ * a Core whose attach or detach is one of them gets it done here. */
+static PyObject *fast_attach_function = NULL, *fast_detach_function = NULL, *context_var = NULL, *span_key = NULL,
+                *context_type = NULL;
+
+/* fast_context(attach, detach, var, key, context_type), or fast_context(None, None, None, None, None) */
+static PyObject *module_fast_context(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || (args[0] != Py_None && !PyContextVar_CheckExact(args[2])) ||
+        (args[0] != Py_None && !PyType_Check(args[4]))) {
+        PyErr_SetString(PyExc_TypeError, "fast_context(attach, detach, var, key, context_type) or all None");
+        return NULL;
+    }
+    int off = args[0] == Py_None;
+    Py_XSETREF(fast_attach_function, off ? NULL : Py_NewRef(args[0]));
+    Py_XSETREF(fast_detach_function, off ? NULL : Py_NewRef(args[1]));
+    Py_XSETREF(context_var, off ? NULL : Py_NewRef(args[2]));
+    Py_XSETREF(span_key, off ? NULL : Py_NewRef(args[3]));
+    Py_XSETREF(context_type, off ? NULL : Py_NewRef(args[4]));
+    Py_RETURN_NONE;
+}
+
+/* attach(span, parent) -> token: done here when `attach` is the registered _fast_attach (a dict parent or None) */
+static PyObject *attach_span(PyObject *attach, PyObject *span, PyObject *parent) {
+    if (attach == fast_attach_function && fast_attach_function != NULL && (parent == Py_None || PyDict_Check(parent))) {
+        PyObject *base = parent;
+        if (parent == Py_None && PyContextVar_Get(context_var, NULL, &base) < 0) return NULL;
+        if (base != NULL && PyDict_Check(base)) { /* dict(current or parent), the span under the key, Context(that) */
+            PyObject *values = PyDict_Copy(base);
+            if (parent == Py_None) Py_DECREF(base);
+            if (values == NULL) return NULL;
+            PyObject *context = PyDict_SetItem(values, span_key, span) < 0 ? NULL : PyObject_CallOneArg(context_type, values);
+            Py_DECREF(values);
+            if (context == NULL) return NULL;
+            PyObject *token = PyContextVar_Set(context_var, context);
+            Py_DECREF(context);
+            return token;
+        }
+        if (parent == Py_None) Py_XDECREF(base);
+    }
+    PyObject *attach_args[2] = {span, parent};
+    return PyObject_Vectorcall(attach, attach_args, 2, NULL);
+}
+
+/* detach(token): done here when `detach` is the registered _fast_detach and the variable takes the token back */
+static PyObject *detach_token(PyObject *detach, PyObject *token) {
+    if (detach == fast_detach_function && fast_detach_function != NULL && PyContextToken_CheckExact(token)) {
+        if (PyContextVar_Reset(context_var, token) == 0) Py_RETURN_NONE;
+        PyErr_Clear(); /* a token of another context: the Python function logs it, as the API's detach */
+    }
+    return PyObject_CallOneArg(detach, token);
+}
+
 /* Core.start(scope, send) -> request: the Python adapter's _start and ServerRequest.__init__. */
 /* The Python adapter runs the app uninstrumented after a failed start: no context of ours may stay attached. */
 static void undo_begin(CoreObject *self, RequestObject *request) {
@@ -445,7 +498,7 @@ static void undo_begin(CoreObject *self, RequestObject *request) {
     PyErr_Fetch(&type, &value, &traceback);
     if (request->task != Py_None && PyDict_Check(self->active) && PyDict_DelItem(self->active, request->task) < 0)
         PyErr_Clear();
-    PyObject *undone = PyObject_CallOneArg(self->detach, request->token);
+    PyObject *undone = detach_token(self->detach, request->token);
     if (undone == NULL) PyErr_Clear();
     Py_XDECREF(undone);
     PyErr_Restore(type, value, traceback);
@@ -467,8 +520,7 @@ static int begin(CoreObject *self, RequestObject *request, PyObject *attributes,
     Py_DECREF(attributes); /* the span took it over */
     if (span == NULL) return -1;
     Py_SETREF(request->span, span);
-    PyObject *attach_args[2] = {span, parent};
-    PyObject *token = PyObject_Vectorcall(self->attach, attach_args, 2, NULL);
+    PyObject *token = attach_span(self->attach, span, parent);
     if (token == NULL) return -1;
     Py_SETREF(request->token, token);
     /* core.active.enter: the running task (none without a running loop) -> this span */
@@ -762,6 +814,23 @@ static int put_hex(char *out, PyObject *number, int digits) {
     return 0;
 }
 
+#if PY_VERSION_HEX < 0x030C0000 /* 3.10, 3.11: the raised-exception API of 3.12 */
+static PyObject *PyErr_GetRaisedException(void) {
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    if (type == NULL) return NULL;
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL) PyException_SetTraceback(value, traceback);
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+}
+
+static void PyErr_SetRaisedException(PyObject *exc) {
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+}
+#endif
+
 /* The span type whose get_span_context() returns its `_context` field (set by fast_span_context, after the kit
  * checked that on a span of that type); NULL: every span is asked. */
 static PyTypeObject *context_field_type = NULL;
@@ -788,6 +857,81 @@ static PyObject *module_fast_span_context(PyObject *module, PyObject *type) {
     }
     Py_XSETREF(context_field_type, type == Py_None ? NULL : (PyTypeObject *)Py_NewRef(type));
     Py_RETURN_NONE;
+}
+
+static PyObject *s__lock, *s__attributes, *s__dict, *s__end_time, *s__name, *s_acquire, *s_release; /* see below */
+
+/* ServerSpan.set_kit_attributes, set by fast_kit_attributes (NULL: always called). */
+static PyObject *kit_attributes_method = NULL;
+
+/* fast_kit_attributes(function or None) */
+static PyObject *module_fast_kit_attributes(PyObject *module, PyObject *function) {
+    Py_XSETREF(kit_attributes_method, function == Py_None ? NULL : Py_NewRef(function));
+    Py_RETURN_NONE;
+}
+
+/* That method's body on the span's fields: under the span's lock, unless the span ended, its attributes' plain
+ * dict updated and its name set. 1: done; 0: fields laid out otherwise (nothing changed); -1: an error. */
+static int kit_attributes_on_fields(PyObject *span, PyObject *attributes, PyObject *name) {
+    PyObject *fields = PyObject_GenericGetDict(span, NULL);
+    if (fields == NULL) return -1;
+    PyObject *lock = PyDict_GetItemWithError(fields, s__lock);
+    PyObject *bounded = lock == NULL ? NULL : PyDict_GetItemWithError(fields, s__attributes);
+    PyObject *values = bounded == NULL ? NULL : PyObject_GetAttr(bounded, s__dict);
+    if (values == NULL || !PyDict_CheckExact(values)) {
+        Py_XDECREF(values);
+        Py_DECREF(fields);
+        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    Py_INCREF(lock);
+    PyObject *got = PyObject_CallMethodNoArgs(lock, s_acquire);
+    if (got == NULL) {
+        Py_DECREF(lock);
+        Py_DECREF(values);
+        Py_DECREF(fields);
+        return -1;
+    }
+    Py_DECREF(got);
+    int err = 0;
+    PyObject *end = PyDict_GetItemWithError(fields, s__end_time);
+    if (end == NULL && PyErr_Occurred())
+        err = 1;
+    else if (end == Py_None)
+        err = PyDict_Update(values, attributes) < 0 || (name != Py_None && PyDict_SetItem(fields, s__name, name) < 0);
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *released = PyObject_CallMethodNoArgs(lock, s_release);
+    Py_DECREF(lock);
+    Py_DECREF(values);
+    Py_DECREF(fields);
+    if (released == NULL) {
+        Py_XDECREF(exc);
+        return -1;
+    }
+    Py_DECREF(released);
+    if (exc != NULL) {
+        PyErr_SetRaisedException(exc);
+        return -1;
+    }
+    return err ? -1 : 1;
+}
+
+/* span.set_kit_attributes(attributes, name): on the fields when the span's type has the registered method. */
+static int set_kit_attributes(PyObject *span, PyObject *attributes, PyObject *name) {
+    if (kit_attributes_method != NULL) {
+        PyObject *method = PyObject_GetAttr((PyObject *)Py_TYPE(span), s_set_kit_attributes);
+        if (method == NULL) return -1;
+        int same = method == kit_attributes_method;
+        Py_DECREF(method);
+        int done = same ? kit_attributes_on_fields(span, attributes, name) : 0;
+        if (done != 0) return done < 0 ? -1 : 0;
+    }
+    PyObject *set_args[3] = {span, attributes, name};
+    PyObject *result =
+        PyObject_VectorcallMethod(s_set_kit_attributes, set_args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_XDECREF(result);
+    return result == NULL ? -1 : 0;
 }
 
 /* The W3C traceresponse value "00-<trace id>-<span id>-<flags>" of a SpanContext (a 6-tuple). */
@@ -946,10 +1090,7 @@ static PyObject *request_finish_common(RequestObject *self, PyObject *const *arg
         int truth = PyObject_IsTrue(client);
         if (truth < 0 || (truth && PyDict_SetItem(attributes, s_k_client, client))) goto done;
     }
-    PyObject *set_args[3] = {self->span, attributes, name ? name : Py_None};
-    result = PyObject_VectorcallMethod(s_set_kit_attributes, set_args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-    if (result == NULL) goto done;
-    Py_CLEAR(result);
+    if (set_kit_attributes(self->span, attributes, name ? name : Py_None) < 0) goto done;
     done_ns = PyLong_FromLongLong(self->done_ns);
     if (done_ns == NULL) goto done;
     PyObject *end_args[3] = {NULL, self->span, done_ns};
@@ -964,7 +1105,7 @@ static PyObject *request_finish_common(RequestObject *self, PyObject *const *arg
             PyErr_Clear();
         }
     }
-    result = PyObject_CallOneArg(core->detach, self->token);
+    result = detach_token(core->detach, self->token);
     if (result == NULL) goto done;
     Py_CLEAR(result);
     if (core->metrics != Py_None) {
@@ -1257,22 +1398,6 @@ CALLABLE_TYPE(maker, MakerObject, MAKER_FIELDS, tracer, MakerType, "RootMaker",
               "maker(name, attributes) -> a started root SERVER span (see the module's text).")
 
 
-#if PY_VERSION_HEX < 0x030C0000 /* 3.10, 3.11: the raised-exception API of 3.12 */
-static PyObject *PyErr_GetRaisedException(void) {
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    if (type == NULL) return NULL;
-    PyErr_NormalizeException(&type, &value, &traceback);
-    if (traceback != NULL) PyException_SetTraceback(value, traceback);
-    Py_XDECREF(type);
-    Py_XDECREF(traceback);
-    return value;
-}
-
-static void PyErr_SetRaisedException(PyObject *exc) {
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
-}
-#endif
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Ender: SDK Span.end for the kit's ServerSpan, and the kit's own span processors' on_end, without their
@@ -2203,6 +2328,11 @@ static PyTypeObject CoreType = {
 static PyMethodDef module_methods[] = {
     {"trace_header_value", (PyCFunction)module_trace_header_value, METH_O,
      "The W3C traceresponse value of a span (its get_span_context(), a 6-tuple)."},
+    {"fast_context", (PyCFunction)(void (*)(void))module_fast_context, METH_FASTCALL,
+     "fast_context(attach, detach, var, key, context_type): a Core's attach and detach, when they are these two "
+     "functions, done in C on the context variable (all None: never)."},
+    {"fast_kit_attributes", (PyCFunction)module_fast_kit_attributes, METH_O,
+     "Spans whose type's set_kit_attributes is this function (None: none) have it done on their fields in C."},
     {"fast_span_context", (PyCFunction)module_fast_span_context, METH_O,
      "Spans of this exact type (None: of none) have their context read from their `_context` field."},
     {NULL},

@@ -79,10 +79,11 @@ class MultiDictGetter(Getter[Any]):
 GETTER = MultiDictGetter()
 _VERSIONS: dict[Any, str] = {}
 
-# aiohttp's fields behind four of its properties, read directly: each property is a Python call per request.
+# aiohttp's fields behind five of its properties, read directly: each property is a Python call per request.
 # The request's two (``scheme``, ``remote``) are checked against the properties on the first request traced,
-# the response's two (``status``, ``headers``) on a real response when the hook is made; where they disagree
-# (another aiohttp), the properties are read, and that is said once.
+# the response's two (``status``, ``headers``) on a real response when the hook is made, the match's
+# ``route`` on a real one when this module loads (``_route_field``); where they disagree (another aiohttp),
+# the properties are read, and that is said once.
 _request_fields: bool | None = None  # None: not checked yet
 _FIELDS_DIFFER = "aiohttp's {} fields are not what this kit knows: their properties are read instead (slower)"
 

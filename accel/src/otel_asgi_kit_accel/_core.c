@@ -861,6 +861,23 @@ static PyObject *module_fast_span_context(PyObject *module, PyObject *type) {
 
 static PyObject *s__lock, *s__attributes, *s__dict, *s__end_time, *s__name, *s_acquire, *s_release; /* see below */
 
+/* lock.release() after work done under it: 0, or -1 with an exception set (one raised under the lock is kept,
+ * unless the release itself fails). */
+static int release_lock(PyObject *lock) {
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *released = PyObject_CallMethodNoArgs(lock, s_release);
+    if (released == NULL) {
+        Py_XDECREF(exc);
+        return -1;
+    }
+    Py_DECREF(released);
+    if (exc != NULL) {
+        PyErr_SetRaisedException(exc);
+        return -1;
+    }
+    return 0;
+}
+
 /* ServerSpan.set_kit_attributes, set by fast_kit_attributes (NULL: always called). */
 static PyObject *kit_attributes_method = NULL;
 
@@ -900,21 +917,11 @@ static int kit_attributes_on_fields(PyObject *span, PyObject *attributes, PyObje
         err = 1;
     else if (end == Py_None)
         err = PyDict_Update(values, attributes) < 0 || (name != Py_None && PyDict_SetItem(fields, s__name, name) < 0);
-    PyObject *exc = PyErr_GetRaisedException();
-    PyObject *released = PyObject_CallMethodNoArgs(lock, s_release);
+    int released = release_lock(lock);
     Py_DECREF(lock);
     Py_DECREF(values);
     Py_DECREF(fields);
-    if (released == NULL) {
-        Py_XDECREF(exc);
-        return -1;
-    }
-    Py_DECREF(released);
-    if (exc != NULL) {
-        PyErr_SetRaisedException(exc);
-        return -1;
-    }
-    return err ? -1 : 1;
+    return released < 0 || err ? -1 : 1;
 }
 
 /* span.set_kit_attributes(attributes, name): on the fields when the span's type has the registered method. */
@@ -1664,18 +1671,8 @@ static int step_tail(PyObject *step, PyObject *span, PyObject *fields, PyObject 
         }
         Py_DECREF(popped);
     }
-unlock:;
-    PyObject *exc = PyErr_GetRaisedException();
-    PyObject *released = PyObject_CallMethodNoArgs(lock, s_release);
-    if (released == NULL) {
-        Py_XDECREF(exc);
-        return -1;
-    }
-    Py_DECREF(released);
-    if (exc != NULL) {
-        PyErr_SetRaisedException(exc);
-        return -1;
-    }
+unlock:
+    if (release_lock(lock) < 0) return -1;
     if (python) return call_one(on_end, span);
     return keep > 0 ? run_steps(PyTuple_GET_ITEM(step, 9), span, fields, end_ns) : 0;
 }
